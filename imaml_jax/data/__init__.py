@@ -1,0 +1,3 @@
+"""Task families and data sets."""
+
+from imaml_jax.data.sinusoid import sample_sinusoid_tasks

@@ -1,0 +1,279 @@
+"""The implicit meta-gradient of iMAML (Rajeswaran et al. 2019, Lemma 1, Alg. 2).
+
+With phi* = argmin_phi L(phi; D_tr) + lam/2 ||phi - theta||^2 and
+H = Hessian of L(.; D_tr) at phi*, the implicit function theorem gives
+
+    d phi* / d theta = (I + H / lam)^-1,
+
+so the meta-gradient of any outer loss with gradient g at phi* is
+
+    (I + H / lam)^-1 g,
+
+found by conjugate gradient on Hessian-vector products: memory does not grow
+with the number of inner steps. :func:`implicit_adapt` packages this as
+``adapt(theta, batch) -> phi`` with a ``jax.custom_vjp``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import optax.tree_utils as otu
+
+from imaml_jax import proximal
+from imaml_jax import solvers as solvers_lib
+from imaml_jax import tasks as tasks_lib
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+MatVec = Callable[[PyTree], PyTree]
+# system(loss_fn, params, batch, lam) -> v -> A v
+LinearSystem = Callable[[LossFn, PyTree, PyTree, float], MatVec]
+
+
+def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
+  """Hessian-vector product ``H v`` of ``loss_fn(., batch)`` at ``params``.
+
+  Forward-over-reverse: the JVP of the gradient, about the cost of two
+  gradient evaluations and no Hessian in memory.
+  """
+  grad = lambda p: jax.grad(loss_fn)(p, batch)
+  return jax.jvp(grad, (params,), (v,))[1]
+
+
+def exact_system() -> LinearSystem:
+  r"""The paper's system :math:`(I + H/\lambda)\, v = g` (Lemma 1).
+
+  Exact at an exact inner minimum; :math:`I + H/\lambda` is indefinite where
+  the loss has curvature below :math:`-\lambda`, and CG may then diverge.
+  """
+
+  def system(loss_fn, params, batch, lam):
+    return lambda v: otu.tree_add_scale(
+        v, 1.0 / lam, hvp(loss_fn, params, batch, v))
+
+  return system
+
+
+def damped_system(regularization: float = 1.0,
+                  lam_damping: float = 10.0) -> LinearSystem:
+  r"""The damped system of the authors' public code.
+
+  .. math:: \big((1 + c)\, I + H / (\lambda + \mu)\big)\, v = g
+
+  with :math:`c` = ``regularization`` and :math:`\mu` = ``lam_damping``
+  (defaults 1.0 and 10.0 as in ``matrix_evaluator`` of aravindr93/imaml_dev).
+  Its solution is used as the meta-gradient as is (so it is about
+  :math:`1/(1+c)` times the exact one where :math:`H` is small).
+  """
+  if regularization < 0 or lam_damping < 0:
+    raise ValueError(f"regularization and lam_damping must be >= 0, got "
+                     f"{regularization!r} and {lam_damping!r}.")
+
+  def system(loss_fn, params, batch, lam):
+    return lambda v: otu.tree_add_scale(
+        otu.tree_scale(1.0 + regularization, v), 1.0 / (lam + lam_damping),
+        hvp(loss_fn, params, batch, v))
+
+  return system
+
+
+def gauss_newton_system(
+    predict_fn: Callable[[PyTree, PyTree], jax.Array] | None = None,
+    output_loss_fn: Callable[[jax.Array, PyTree], jax.Array] | None = None,
+) -> LinearSystem:
+  r"""The Gauss-Newton system :math:`(I + J^\top H_o J / \lambda)\, v = g`.
+
+  :math:`J` is the Jacobian of the model outputs w.r.t. the parameters and
+  :math:`H_o` the Hessian of the (convex) output loss w.r.t. the outputs, so
+  the matrix is positive definite and CG always converges. It drops the
+  second-order term of the network from :math:`H` (Schraudolph 2002).
+
+  Args:
+    predict_fn: ``predict_fn(params, batch) -> outputs``. Defaults to
+      ``loss_fn.predict`` (the losses of :mod:`imaml_jax.losses` have it).
+    output_loss_fn: ``output_loss_fn(outputs, batch) -> scalar``, convex in
+      ``outputs``. Defaults to ``loss_fn.output_loss``.
+  """
+
+  def system(loss_fn, params, batch, lam):
+    predict = predict_fn or getattr(loss_fn, "predict", None)
+    output_loss = output_loss_fn or getattr(loss_fn, "output_loss", None)
+    if predict is None or output_loss is None:
+      raise ValueError(
+          "gauss_newton_system needs the loss split as output_loss(predict("
+          "params, batch), batch): pass predict_fn and output_loss_fn, or use "
+          "a loss from imaml_jax.losses (cross_entropy_loss, mse_loss); got "
+          f"loss_fn={loss_fn!r}.")
+    outputs, jvp_fn = jax.linearize(lambda p: predict(p, batch), params)
+    vjp_fn = jax.linear_transpose(jvp_fn, params)
+    output_grad = lambda o: jax.grad(output_loss)(o, batch)
+
+    def matvec(v):
+      ho_jv = jax.jvp(output_grad, (outputs,), (jvp_fn(v),))[1]
+      (ggn_v,) = vjp_fn(ho_jv)
+      return otu.tree_add_scale(v, 1.0 / lam, ggn_v)
+
+    return matvec
+
+  return system
+
+
+_SYSTEMS = {"exact": exact_system, "damped": damped_system,
+            "gauss_newton": gauss_newton_system}
+
+
+def resolve_system(system: Union[str, LinearSystem]) -> LinearSystem:
+  """Maps ``"exact" | "damped" | "gauss_newton"`` (or a callable) to a system."""
+  if callable(system):
+    return system
+  if system not in _SYSTEMS:
+    raise ValueError(f"system must be one of {sorted(_SYSTEMS)} or a callable "
+                     f"(loss_fn, params, batch, lam) -> matvec; got {system!r}.")
+  return _SYSTEMS[system]()
+
+
+class ImplicitInfo(NamedTuple):
+  """Diagnostics of the implicit linear solve ``A v = g``."""
+  residual: jax.Array       # ||g - A v||
+  rhs_norm: jax.Array       # ||g||, to read the residual relative to it
+
+  @property
+  def relative_residual(self) -> jax.Array:
+    return self.residual / jnp.maximum(self.rhs_norm, 1e-30)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitAdapt:
+  """An inner solve with implicit gradients; build it with :func:`implicit_adapt`.
+
+  ``adapt(theta, batch) -> phi`` is differentiable (a ``jax.custom_vjp``);
+  :meth:`solve` and :meth:`implicit_gradient` are its two halves, for callers
+  that want the diagnostics as well.
+  """
+  loss_fn: LossFn
+  solver: Callable[..., Any]
+  lam: float
+  cg_steps: int = 5
+  system: Union[str, LinearSystem] = "exact"
+  cg_tol: float = 0.0
+
+  def __post_init__(self):
+    proximal.check_lam(self.lam)
+    if (not isinstance(self.cg_steps, int) or isinstance(self.cg_steps, bool)
+        or self.cg_steps < 1):
+      raise ValueError(f"cg_steps must be an integer >= 1, got "
+                       f"{self.cg_steps!r}.")
+    if not callable(self.loss_fn):
+      raise TypeError(f"loss_fn must be callable (params, batch) -> scalar, "
+                      f"got {self.loss_fn!r}.")
+    if not callable(self.solver):
+      raise TypeError(f"solver must be callable (fun, init) -> (params, info), "
+                      f"e.g. imaml_jax.gradient_descent(...); got "
+                      f"{self.solver!r}.")
+    if self.cg_tol < 0:
+      raise ValueError(f"cg_tol must be >= 0, got {self.cg_tol!r}.")
+    resolve_system(self.system)
+
+  def __call__(self, theta: PyTree, batch: PyTree) -> PyTree:
+    """``phi ~= argmin_phi G(phi, theta; batch)``, with implicit gradients."""
+    return _adapt(self, theta, batch)
+
+  def solve(self, theta: PyTree, batch: PyTree
+            ) -> tuple[PyTree, solvers_lib.SolverInfo]:
+    """Runs the inner solver on G(., theta; batch) from ``theta``."""
+    proximal.check_params(theta, "theta")
+    tasks_lib.check_batch(batch, "support")
+    G = proximal.proximal_loss(self.loss_fn, self.lam)
+    phi, info = self.solver(lambda p: G(p, theta, batch), theta)
+    proximal.check_same_structure(phi, theta, "solver output", "theta")
+    return phi, info
+
+  def implicit_gradient(self, phi: PyTree, batch: PyTree, g: PyTree
+                        ) -> tuple[PyTree, ImplicitInfo]:
+    """Solves ``A v = g`` by CG, ``A`` the chosen system at ``phi``; returns v."""
+    matvec = resolve_system(self.system)(self.loss_fn, phi, batch, self.lam)
+    v, _ = jax.scipy.sparse.linalg.cg(matvec, g, tol=0.0, atol=self.cg_tol,
+                                      maxiter=self.cg_steps)
+    residual = otu.tree_norm(otu.tree_sub(g, matvec(v)))
+    return v, ImplicitInfo(residual=residual, rhs_norm=otu.tree_norm(g))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _adapt(spec: ImplicitAdapt, theta: PyTree, batch: PyTree) -> PyTree:
+  return spec.solve(theta, batch)[0]
+
+
+def _adapt_fwd(spec, theta, batch):
+  phi = spec.solve(theta, batch)[0]
+  return phi, (phi, batch)
+
+
+def _adapt_bwd(spec, residuals, g):
+  phi, batch = residuals
+  v, _ = spec.implicit_gradient(phi, batch, g)
+  # The data enter through grad_phi L(phi, batch) = -lam (phi - theta) at the
+  # optimum: d phi / d batch = -(H + lam I)^-1 d(grad_phi L)/d batch, and
+  # (H + lam I)^-1 g = v / lam for the exact system.
+  _, vjp_batch = jax.vjp(lambda b: jax.grad(spec.loss_fn)(phi, b), batch)
+  (batch_cotangent,) = vjp_batch(otu.tree_scale(-1.0 / spec.lam, v))
+  return v, batch_cotangent
+
+
+_adapt.defvjp(_adapt_fwd, _adapt_bwd)
+
+
+def implicit_adapt(loss_fn: LossFn,
+                   solver: Callable[..., Any],
+                   lam: float,
+                   cg_steps: int = 5,
+                   system: Union[str, LinearSystem] = "exact",
+                   cg_tol: float = 0.0) -> ImplicitAdapt:
+  r"""Task adaptation whose gradient is the implicit meta-gradient of iMAML.
+
+  Forward: :math:`\phi = \mathrm{solver}(G(\cdot, \theta; D))` from
+  :math:`\phi_0 = \theta`, with :math:`G = L(\phi; D) + \frac{\lambda}{2}
+  \|\phi - \theta\|^2`. Backward, for a cotangent :math:`g` on :math:`\phi`:
+
+  .. math:: \bar\theta = (I + H/\lambda)^{-1} g, \qquad
+            H = \nabla^2_\phi L(\phi; D),
+
+  solved with ``cg_steps`` iterations of ``jax.scipy.sparse.linalg.cg`` on
+  Hessian-vector products (or the ``damped`` / ``gauss_newton`` variants).
+  Memory is independent of the solver's number of steps. The cotangent of the
+  data ``batch`` is the implicit one too,
+  :math:`-(\partial_D \nabla_\phi L)^\top v / \lambda`.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the task loss :math:`L`.
+    solver: an inner solver, e.g. :func:`imaml_jax.gradient_descent` or
+      :func:`imaml_jax.newton_cg`.
+    lam: proximal strength :math:`\lambda > 0`.
+    cg_steps: CG iterations for the backward solve (5 in the paper).
+    system: ``"exact"`` (the paper's), ``"damped"`` (the authors' code),
+      ``"gauss_newton"`` (positive definite), or a callable, see
+      :func:`exact_system`, :func:`damped_system`, :func:`gauss_newton_system`.
+    cg_tol: absolute residual at which CG may stop before ``cg_steps``.
+
+  Returns:
+    An :class:`ImplicitAdapt`: ``adapt(theta, batch) -> phi``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)   # H = diag(b)
+    >>> adapt = imaml_jax.implicit_adapt(
+    ...     loss, imaml_jax.gradient_descent(200, 0.2), lam=1.0, cg_steps=2)
+    >>> grad = jax.grad(lambda th: adapt(th, jnp.array([1.0, 3.0])).sum())
+    >>> [round(float(v), 3) for v in grad(jnp.ones(2))]  # lam / (b + lam)
+    [0.5, 0.25]
+
+  References:
+    Rajeswaran, Finn, Kakade, Levine, "Meta-Learning with Implicit
+    Gradients", NeurIPS 2019, Lemma 1 and Algorithm 2.
+  """
+  return ImplicitAdapt(loss_fn, solver, lam, cg_steps, system, cg_tol)

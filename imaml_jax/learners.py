@@ -1,0 +1,230 @@
+"""Meta-learners behind one signature: iMAML, MAML, first-order MAML, Reptile.
+
+Every learner maps ``(theta, tasks, key) -> (direction, metrics)``:
+
+* ``tasks`` is a :class:`imaml_jax.Task` whose leaves have a leading task axis;
+  the per-task work is ``vmap``-ped (no Python loop over tasks);
+* ``direction`` has the structure of ``theta`` and is the task average of the
+  per-task meta-gradients (or, for Reptile, of ``theta - phi``), ready for any
+  optax optimizer: ``updates, opt_state = opt.update(direction, opt_state)``;
+* ``metrics`` is a dict of scalars averaged over the tasks;
+* ``key`` is a PRNG key for stochastic learners; the learners built here are
+  deterministic functions of the tasks and accept it for a uniform signature.
+
+The meta-gradient of each method for one task with support D_tr, query D_test:
+
+* iMAML (Alg. 2): phi = argmin G(., theta), g = grad L(phi; D_test),
+  direction = (I + H/lam)^-1 g by CG;
+* MAML: direction = d L(phi(theta); D_test) / d theta through the unrolled
+  inner gradient steps;
+* FOMAML: direction = grad L(phi; D_test), the Jacobian d phi / d theta taken
+  as the identity;
+* Reptile: direction = theta - phi after the inner steps on D_tr.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import optax.tree_utils as otu
+
+from imaml_jax import implicit as implicit_lib
+from imaml_jax import proximal
+from imaml_jax import solvers as solvers_lib
+from imaml_jax import tasks as tasks_lib
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+Metrics = dict[str, jax.Array]
+Learner = Callable[[PyTree, tasks_lib.Task, Optional[jax.Array]],
+                   tuple[PyTree, Metrics]]
+
+
+def _task_metrics(loss_fn: LossFn, theta: PyTree, phi: PyTree,
+                  task: tasks_lib.Task, info: solvers_lib.SolverInfo,
+                  query_loss: jax.Array) -> Metrics:
+  metrics = {
+      "query_loss": query_loss,
+      "support_loss_before": loss_fn(theta, task.support),
+      "support_loss_after": loss_fn(phi, task.support),
+      "inner_grad_norm": info.grad_norm,
+      "inner_steps": info.steps.astype(jnp.float32),
+      "distance": otu.tree_norm(otu.tree_sub(phi, theta)),
+  }
+  if hasattr(loss_fn, "metrics"):
+    query = loss_fn.metrics(phi, task.query)
+    metrics.update({f"query_{k}": v for k, v in query.items() if k != "loss"})
+  return metrics
+
+
+def finetune(loss_fn: LossFn, solver: Callable[..., Any]
+             ) -> Callable[[PyTree, PyTree], PyTree]:
+  """``adapt(theta, support) -> phi``: the solver on ``L(.; support)`` from theta.
+
+  The task adaptation of MAML, FOMAML and Reptile (no proximal term); gradients
+  flow by unrolling the solver.
+  """
+
+  def adapt(theta: PyTree, support: PyTree) -> PyTree:
+    return solver(lambda p: loss_fn(p, support), theta)[0]
+
+  return adapt
+
+
+def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
+                                tuple[PyTree, Metrics]],
+             adapt: Callable[[PyTree, PyTree], PyTree]) -> Learner:
+  """Lifts ``per_task(theta, task)`` to a learner averaging over a task batch.
+
+  The learner carries ``learner.adapt(theta, support) -> phi``, the task
+  adaptation it trains for, to evaluate with.
+  """
+
+  def learner(theta: PyTree, tasks: tasks_lib.Task,
+              key: Optional[jax.Array] = None) -> tuple[PyTree, Metrics]:
+    del key  # deterministic learners
+    proximal.check_params(theta, "theta")
+    tasks_lib.check_tasks(tasks, batched=True)
+    directions, metrics = jax.vmap(per_task, in_axes=(None, 0))(theta, tasks)
+    direction = jax.tree.map(lambda d: jnp.mean(d, axis=0), directions)
+    metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    metrics["meta_grad_norm"] = otu.tree_norm(direction)
+    return direction, metrics
+
+  learner.adapt = adapt
+  return learner
+
+
+def imaml(loss_fn: LossFn,
+          solver: Callable[..., Any],
+          lam: float,
+          cg_steps: int = 5,
+          system: Union[str, implicit_lib.LinearSystem] = "exact",
+          cg_tol: float = 0.0) -> Learner:
+  r"""iMAML (Rajeswaran et al. 2019, Algorithm 2) with any inner solver.
+
+  Per task: :math:`\phi = \mathrm{solver}(G(\cdot, \theta; D_{tr}))`,
+  :math:`g = \nabla_\phi L(\phi; D_{test})`, and the meta-gradient
+  :math:`(I + H/\lambda)^{-1} g` by ``cg_steps`` of CG. Metrics add
+  ``cg_residual`` (:math:`\|g - A v\|`) and ``cg_relative_residual``.
+
+  Args:
+    loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
+    solver: :func:`imaml_jax.gradient_descent` (iMAML-GD) or
+      :func:`imaml_jax.newton_cg` (iMAML-HF).
+    lam, cg_steps, system, cg_tol: as for :func:`imaml_jax.implicit_adapt`.
+
+  Returns:
+    A learner ``(theta, tasks, key) -> (meta_gradient, metrics)``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)
+    >>> learner = imaml_jax.imaml(
+    ...     loss, imaml_jax.gradient_descent(16, 0.1), lam=2.0)
+    >>> x = jax.random.normal(jax.random.key(0), (4, 5, 3))  # 4 tasks
+    >>> tasks = imaml_jax.Task(imaml_jax.Batch(x, x[..., :1]),
+    ...                        imaml_jax.Batch(x, x[..., 1:2]))
+    >>> grad, metrics = learner(jnp.zeros((3, 1)), tasks, None)
+    >>> grad.shape, sorted(metrics)[:3]
+    ((3, 1), ['cg_relative_residual', 'cg_residual', 'distance'])
+
+  References:
+    Rajeswaran et al., "Meta-Learning with Implicit Gradients", NeurIPS 2019.
+  """
+  adapt = implicit_lib.implicit_adapt(loss_fn, solver, lam, cg_steps, system,
+                                      cg_tol)
+
+  def per_task(theta, task):
+    phi, info = adapt.solve(theta, task.support)
+    query_loss, g = jax.value_and_grad(loss_fn)(phi, task.query)
+    meta_grad, cg_info = adapt.implicit_gradient(phi, task.support, g)
+    metrics = _task_metrics(loss_fn, theta, phi, task, info, query_loss)
+    metrics["cg_residual"] = cg_info.residual
+    metrics["cg_relative_residual"] = cg_info.relative_residual
+    return meta_grad, metrics
+
+  return _batched(per_task, adapt)
+
+
+def maml(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
+  r"""MAML (Finn et al. 2017): differentiate through the unrolled inner loop.
+
+  .. math:: \phi = \theta - \alpha \sum_k \nabla L(\phi_k; D_{tr}), \qquad
+            \text{direction} = \frac{d L(\phi(\theta); D_{test})}{d\theta}
+
+  Memory grows linearly with ``steps`` (reverse mode stores every step).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)
+    >>> x = jnp.ones((2, 3, 1))
+    >>> tasks = imaml_jax.Task(imaml_jax.Batch(x, x), imaml_jax.Batch(x, x))
+    >>> grad, _ = imaml_jax.maml(loss, 1, 0.25)(jnp.zeros((1, 1)), tasks)
+    >>> grad.tolist()  # phi = 0.5; (1 - 2 a) * 2 (phi - 1)
+    [[-0.5]]
+
+  References:
+    Finn, Abbeel, Levine, "Model-Agnostic Meta-Learning for Fast Adaptation
+    of Deep Networks", ICML 2017.
+  """
+  solver = solvers_lib.gradient_descent(steps, learning_rate)
+
+  def per_task(theta, task):
+    def meta_loss(th):
+      phi, info = solver(lambda p: loss_fn(p, task.support), th)
+      return loss_fn(phi, task.query), (phi, info)
+
+    (query_loss, (phi, info)), grad = jax.value_and_grad(
+        meta_loss, has_aux=True)(theta)
+    return grad, _task_metrics(loss_fn, theta, phi, task, info, query_loss)
+
+  return _batched(per_task, finetune(loss_fn, solver))
+
+
+def fomaml(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
+  r"""First-order MAML: the query gradient at the adapted parameters.
+
+  .. math:: \text{direction} = \nabla_\phi L(\phi; D_{test}), \qquad
+            \phi = \text{GD}^{K}_{\alpha}(L(\cdot; D_{tr}), \theta)
+
+  References:
+    Finn et al. 2017, Sec. 5.2; Nichol, Achiam, Schulman 2018.
+  """
+  solver = solvers_lib.gradient_descent(steps, learning_rate)
+
+  def per_task(theta, task):
+    phi, info = solver(lambda p: loss_fn(p, task.support), theta)
+    query_loss, grad = jax.value_and_grad(loss_fn)(phi, task.query)
+    return grad, _task_metrics(loss_fn, theta, phi, task, info, query_loss)
+
+  return _batched(per_task, finetune(loss_fn, solver))
+
+
+def reptile(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
+  r"""Reptile (Nichol, Achiam, Schulman 2018): move theta towards phi.
+
+  .. math:: \text{direction} = \theta - \phi, \qquad
+            \phi = \text{GD}^{K}_{\alpha}(L(\cdot; D_{tr}), \theta)
+
+  With ``optax.sgd(epsilon)`` the meta-update is Reptile's
+  :math:`\theta \leftarrow \theta + \epsilon (\phi - \theta)`; with Adam it is
+  the Adam variant of Reptile's public code.
+
+  References:
+    Nichol, Achiam, Schulman, "On First-Order Meta-Learning Algorithms", 2018.
+  """
+  solver = solvers_lib.gradient_descent(steps, learning_rate)
+
+  def per_task(theta, task):
+    phi, info = solver(lambda p: loss_fn(p, task.support), theta)
+    query_loss = loss_fn(phi, task.query)
+    return (otu.tree_sub(theta, phi),
+            _task_metrics(loss_fn, theta, phi, task, info, query_loss))
+
+  return _batched(per_task, finetune(loss_fn, solver))
+
