@@ -21,6 +21,7 @@ import functools
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
@@ -197,8 +198,13 @@ class ImplicitAdapt:
                         ) -> tuple[PyTree, ImplicitInfo]:
     """Solves ``A v = g`` by CG, ``A`` the chosen system at ``phi``; returns v."""
     matvec = resolve_system(self.system)(self.loss_fn, phi, batch, self.lam)
-    v, _ = jax.scipy.sparse.linalg.cg(matvec, g, tol=0.0, atol=self.cg_tol,
-                                      maxiter=self.cg_steps)
+    # CG runs on the flattened vector: jax's cg (0.10) fails under vmap when
+    # the leaves of g carry different batch axes (conv-kernel gradients do).
+    flat_g, unravel = jax.flatten_util.ravel_pytree(g)
+    flat_v, _ = jax.scipy.sparse.linalg.cg(
+        lambda z: jax.flatten_util.ravel_pytree(matvec(unravel(z)))[0], flat_g,
+        tol=0.0, atol=self.cg_tol, maxiter=self.cg_steps)
+    v = unravel(flat_v)
     residual = otu.tree_norm(otu.tree_sub(g, matvec(v)))
     return v, ImplicitInfo(residual=residual, rhs_norm=otu.tree_norm(g))
 

@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny problems whose answers are known in closed form."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+
+def random_spd(key, n, low=0.5, high=3.0):
+  """A symmetric matrix with eigenvalues spread in [low, high]."""
+  q, _ = jnp.linalg.qr(jax.random.normal(key, (n, n)))
+  return (q * jnp.linspace(low, high, n)) @ q.T
+
+
+def cosine(a, b):
+  a, b = np.ravel(a), np.ravel(b)
+  return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture
+def x64():
+  with jax.enable_x64(True):
+    yield

@@ -1,0 +1,112 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import imaml_jax
+from conftest import random_spd
+
+
+def test_gradient_descent_matches_closed_form_iterates():
+  A = random_spd(jax.random.key(0), 4)
+  b = jnp.arange(4.0)
+  f = lambda x: 0.5 * x @ A @ x - b @ x
+  x_star = jnp.linalg.solve(A, b)
+  x0 = jnp.ones(4)
+  x, info = imaml_jax.gradient_descent(steps=7, learning_rate=0.2)(f, x0)
+  M = jnp.eye(4) - 0.2 * A
+  expected = x_star + jnp.linalg.matrix_power(M, 7) @ (x0 - x_star)
+  np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
+  assert int(info.steps) == 7
+  np.testing.assert_allclose(info.losses[0], f(x0), rtol=1e-6)
+  np.testing.assert_allclose(info.grad_norm, jnp.linalg.norm(A @ x - b),
+                             rtol=1e-4)
+
+
+def test_gradient_descent_tol_stops_moving():
+  f = lambda x: jnp.sum((x - 1.0) ** 2)
+  x, info = imaml_jax.gradient_descent(50, 0.25, tol=1e-3)(f, jnp.zeros(3))
+  assert 0 < int(info.steps) < 50
+  assert float(info.grad_norm) <= 1e-3
+
+
+def _logistic_G(key, n=20, d=5, lam=0.5):
+  kx, ky, kt = jax.random.split(key, 3)
+  X = jax.random.normal(kx, (n, d))
+  y = jax.random.bernoulli(ky, 0.5, (n,)).astype(jnp.float32)
+  theta = jax.random.normal(kt, (d,))
+  L = lambda w: jnp.mean(jnp.logaddexp(0.0, X @ w) - y * (X @ w))
+  return lambda w: L(w) + 0.5 * lam * jnp.sum((w - theta) ** 2), theta
+
+
+def test_newton_cg_reaches_strongly_convex_minimum_in_few_steps():
+  G, theta = _logistic_G(jax.random.key(1))
+  x, info = imaml_jax.newton_cg(steps=5, cg_steps=5)(G, theta)
+  assert float(info.grad_norm) < 1e-5
+  # Strong convexity (mu >= lam): ||x - x*|| <= ||grad|| / lam; GD agrees.
+  x_gd, _ = imaml_jax.gradient_descent(3000, 0.5)(G, theta)
+  np.testing.assert_allclose(x, x_gd, atol=1e-4)
+
+
+def rosenbrock(x):
+  return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+
+
+@pytest.mark.parametrize("f,x0", [
+    (rosenbrock, jnp.array([-1.2, 1.0])),
+    (lambda x: x[0] ** 2 - x[1] ** 2 + x[1] ** 4, jnp.array([1.0, 0.1])),
+])
+def test_newton_cg_line_search_never_increases_objective(f, x0):
+  x, info = imaml_jax.newton_cg(steps=25, cg_steps=2)(f, x0)
+  values = np.append(np.asarray(info.losses), float(info.loss))
+  assert np.all(np.diff(values) <= 1e-7), values
+  assert values[-1] < values[0]
+
+
+def test_newton_cg_vmaps_over_tasks():
+  Gs, thetas = zip(*[_logistic_G(jax.random.key(i)) for i in range(3)])
+  solver = imaml_jax.newton_cg(steps=3, cg_steps=4)
+  key = jax.random.key(7)
+  X = jax.random.normal(key, (3, 10, 4))
+  y = (X[..., 0] > 0).astype(jnp.float32)
+
+  def G(w, Xi, yi):
+    return jnp.mean(jnp.logaddexp(0.0, Xi @ w) - yi * (Xi @ w)) + 0.1 * w @ w
+
+  batched = jax.jit(jax.vmap(
+      lambda Xi, yi: solver(lambda w: G(w, Xi, yi), jnp.zeros(4))[0]))(X, y)
+  for i in range(3):
+    single = solver(lambda w: G(w, X[i], y[i]), jnp.zeros(4))[0]
+    np.testing.assert_allclose(batched[i], single, rtol=1e-5, atol=1e-6)
+
+
+def test_truncated_cg_solves_spd_system_and_reports_curvature():
+  A = random_spd(jax.random.key(2), 6, low=1.0, high=4.0)
+  b = jnp.arange(1.0, 7.0)
+  x, info = imaml_jax.truncated_cg(lambda v: A @ v, b, steps=6)
+  np.testing.assert_allclose(x, jnp.linalg.solve(A, b), rtol=1e-4)
+  assert float(info.residual) < 1e-4 * float(jnp.linalg.norm(b))
+  assert not bool(info.negative_curvature)
+  assert 1.0 - 1e-4 <= float(info.min_curvature) <= 4.0 + 1e-4
+
+
+def test_truncated_cg_stops_at_negative_curvature_with_descent_direction():
+  A = jnp.diag(jnp.array([-1.0, 2.0]))
+  b = jnp.array([1.0, 0.1])   # b^T A b < 0: first direction has negative curvature
+  x, info = imaml_jax.truncated_cg(lambda v: A @ v, b, steps=5)
+  np.testing.assert_allclose(x, b)
+  assert bool(info.negative_curvature)
+  assert float(info.min_curvature) < 0
+  assert int(info.iterations) == 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: imaml_jax.gradient_descent(0, 0.1),
+    lambda: imaml_jax.gradient_descent(3, 0.0),
+    lambda: imaml_jax.newton_cg(3, cg_steps=0),
+    lambda: imaml_jax.newton_cg(3, damping=-1.0),
+    lambda: imaml_jax.newton_cg(3, shrink=1.5),
+])
+def test_bad_solver_settings_raise(make):
+  with pytest.raises(ValueError):
+    make()
