@@ -65,9 +65,12 @@ def main(argv=None):
       learner.adapt, loss.metrics, th, test_tasks)["loss"])
 
   def report(name, params):
-    mean, ci = imaml_jax.mean_ci95(evaluate(params))
+    losses = evaluate(params)
+    mean, ci = imaml_jax.mean_ci95(losses)
+    diverged = int(jax.numpy.sum(~jax.numpy.isfinite(losses)))
     print(f"{name}: query MSE after adaptation {mean:.3f} ± {ci:.3f} "
-          f"({c.eval_tasks} test tasks)")
+          f"({c.eval_tasks} test tasks"
+          + (f"; the inner solve diverged on {diverged})" if diverged else ")"))
     return mean, ci
 
   print(f"{c.algorithm} on sinusoid regression, {c.support_size}-shot, "

@@ -5,6 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+# The tests check the mathematics to tight tolerances; accelerators default to
+# reduced-precision (TF32) float32 matmuls and convolutions, so ask for full
+# precision (a no-op on CPU).
+jax.config.update("jax_default_matmul_precision", "highest")
+
 
 def random_spd(key, n, low=0.5, high=3.0):
   """A symmetric matrix with eigenvalues spread in [low, high]."""
