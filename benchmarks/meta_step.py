@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -29,6 +30,17 @@ def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
                                                size, 1))
   return imaml_jax.Task(imaml_jax.Batch(images(ks, shots), labels(shots)),
                         imaml_jax.Batch(images(kq, queries), labels(queries)))
+
+
+def cpu_name() -> str:
+  """The CPU model and core count, e.g. 'Intel(R) Xeon(R) Processor, 2 cores'."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(l.split(":", 1)[1].strip() for l in f
+                   if l.startswith("model name"))
+  except (OSError, StopIteration):
+    model = platform.processor() or platform.machine()
+  return f"{model}, {os.cpu_count()} cores"
 
 
 def learners(loss, a):
@@ -70,8 +82,7 @@ def main(argv=None):
                                 sample(jax.random.key(1)).support.x[0])
   opt = optax.adam(1e-3)
   device = jax.devices()[0]
-  hardware = (device.device_kind if device.platform != "cpu"
-              else f"{platform.processor() or 'cpu'} x{jax.local_device_count()}")
+  hardware = device.device_kind if device.platform != "cpu" else cpu_name()
   for name, learner in learners(loss, a).items():
     if name not in a.algorithms.split(","):
       continue

@@ -23,6 +23,39 @@ import jax.numpy as jnp
 PyTree = Any
 
 
+class PatchConv(nn.Module):
+  """A 2-D convolution with "SAME" padding written as patches @ kernel.
+
+  The padded input is cut into ``k * k`` strided slices, concatenated on the
+  channel axis and multiplied by the kernel reshaped to ``(k * k * C_in,
+  C_out)``: one matrix product. It computes what ``flax.linen.Conv`` does, with
+  the same parameter shapes, but ``vmap`` over tasks turns it into a batched
+  matrix product rather than a grouped convolution, which XLA runs several
+  times faster on CPU for these tiny images.
+  """
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.stride
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    pads = []
+    for size in x.shape[1:3]:   # "SAME": extra padding goes after, as in XLA
+      out = -(-size // s)
+      total = max((out - 1) * s + k - size, 0)
+      pads.append((total // 2, total - total // 2, out))
+    x = jnp.pad(x, ((0, 0), pads[0][:2], pads[1][:2], (0, 0)))
+    (oh, ow) = pads[0][2], pads[1][2]
+    patches = jnp.concatenate(
+        [x[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s, :]
+         for i in range(k) for j in range(k)], axis=-1)
+    return patches @ kernel.reshape(-1, self.features) + bias
+
+
 class Conv4(nn.Module):
   """Four [3x3 conv, batch norm, ReLU] blocks, then a linear classifier.
 
@@ -31,20 +64,28 @@ class Conv4(nn.Module):
     filters: channels per conv (64 Omniglot, 32 Mini-ImageNet).
     max_pool: 2x2 max-pool after each block (Mini-ImageNet) instead of
       stride-2 convs (Omniglot).
+    conv: ``"patches"`` (:class:`PatchConv`, fastest under ``vmap`` on CPU) or
+      ``"lax"`` (``flax.linen.Conv``); same parameters, same function.
   """
   num_classes: int
   filters: int = 64
   max_pool: bool = False
+  conv: str = "patches"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4:
       raise ValueError(f"Conv4 expects images of shape (batch, height, width, "
                        f"channels), got shape {x.shape}.")
-    for _ in range(4):
-      x = nn.Conv(self.filters, (3, 3),
-                  strides=(1, 1) if self.max_pool else (2, 2),
-                  padding="SAME")(x)
+    if self.conv not in ("patches", "lax"):
+      raise ValueError(f"conv must be 'patches' or 'lax', got {self.conv!r}.")
+    stride = 1 if self.max_pool else 2
+    for i in range(4):
+      if self.conv == "patches":
+        x = PatchConv(self.filters, 3, stride, name=f"Conv_{i}")(x)
+      else:
+        x = nn.Conv(self.filters, (3, 3), strides=(stride, stride),
+                    padding="SAME", name=f"Conv_{i}")(x)
       x = nn.BatchNorm(use_running_average=False, momentum=0.0)(x)
       x = nn.relu(x)
       if self.max_pool:

@@ -52,3 +52,16 @@ def test_mlp():
   params = imaml_jax.init_params(model, jax.random.key(0), x)
   assert n_params(params) == 2 * 40 + 40 * 41 + 41
   assert imaml_jax.apply_fn(model)(params, x).shape == (7, 1)
+
+
+@pytest.mark.parametrize("max_pool,size", [(False, 28), (True, 21)])
+def test_patch_conv_equals_lax_conv(max_pool, size):
+  x = jax.random.normal(jax.random.key(4), (3, size, size, 2))
+  fast = imaml_jax.Conv4(5, filters=6, max_pool=max_pool, conv="patches")
+  ref = imaml_jax.Conv4(5, filters=6, max_pool=max_pool, conv="lax")
+  params = imaml_jax.init_params(fast, jax.random.key(5), x)
+  ref_params = imaml_jax.init_params(ref, jax.random.key(5), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref_params)
+  np.testing.assert_allclose(imaml_jax.apply_fn(fast)(params, x),
+                             imaml_jax.apply_fn(ref)(params, x),
+                             rtol=1e-4, atol=1e-4)
