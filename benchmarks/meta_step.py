@@ -76,7 +76,7 @@ def main(argv=None):
 
   model = imaml_jax.omniglot_conv4(a.ways)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
-  sample = lambda k: synthetic_tasks(k, a.meta_batch, a.ways, a.shots,
+  sample = lambda k, data=None: synthetic_tasks(k, a.meta_batch, a.ways, a.shots,
                                      a.queries)
   theta = imaml_jax.init_params(model, jax.random.key(0),
                                 sample(jax.random.key(1)).support.x[0])

@@ -16,21 +16,8 @@ import jax
 import optax
 
 import imaml_jax
+from experiments.common import build_learner
 from experiments.configs import sinusoid as sinusoid_config
-
-
-def build_learner(c, loss):
-  if c.algorithm == "imaml_gd":
-    solver = imaml_jax.gradient_descent(c.inner_steps, c.inner_lr)
-  elif c.algorithm == "imaml_hf":
-    solver = imaml_jax.newton_cg(c.newton_steps, cg_steps=c.cg_steps)
-  elif c.algorithm in ("maml", "fomaml", "reptile"):
-    make = getattr(imaml_jax, c.algorithm)
-    return make(loss, c.inner_steps, c.inner_lr)
-  else:
-    raise ValueError(f"unknown algorithm {c.algorithm!r}; expected one of "
-                     f"imaml_gd, imaml_hf, maml, fomaml, reptile.")
-  return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system)
 
 
 def parse_config(argv=None):
@@ -54,7 +41,7 @@ def main(argv=None):
   init_key, train_key, eval_key = jax.random.split(key, 3)
   theta = imaml_jax.init_params(model, init_key, jax.numpy.zeros((1, 1)))
   optimizer = optax.adam(c.meta_lr)
-  sample = lambda k: imaml_jax.sample_sinusoid_tasks(
+  sample = lambda k, data: imaml_jax.sample_sinusoid_tasks(
       k, c.meta_batch, c.support_size, c.query_size)
   step = imaml_jax.make_meta_step(learner, optimizer, sample)
   state = imaml_jax.init_train_state(theta, optimizer)

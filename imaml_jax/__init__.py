@@ -3,6 +3,8 @@
 The public API is what this module re-exports; see the README for a map.
 """
 
+from imaml_jax.data.episodes import sample_episodes
+from imaml_jax.data.episodes import with_rotations
 from imaml_jax.data.sinusoid import sample_sinusoid_tasks
 from imaml_jax.evaluate import adapt_and_evaluate
 from imaml_jax.evaluate import mean_ci95
@@ -35,6 +37,7 @@ from imaml_jax.solvers import SolverInfo
 from imaml_jax.solvers import truncated_cg
 from imaml_jax.tasks import Batch
 from imaml_jax.tasks import Task
+from imaml_jax.train import Hook
 from imaml_jax.train import init_train_state
 from imaml_jax.train import make_meta_step
 from imaml_jax.train import run

@@ -7,7 +7,8 @@ function of its seed and restarting from a saved state replays the same tasks.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+import time
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,26 +37,28 @@ def init_train_state(params: PyTree,
 def make_meta_step(
     learner: Callable[..., tuple[PyTree, Metrics]],
     optimizer: optax.GradientTransformation,
-    sample_tasks: Callable[[jax.Array], tasks_lib.Task],
-) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
-  """Builds the jitted meta-step ``step(state, key) -> (state, metrics)``.
+    sample_tasks: Callable[[jax.Array, Any], tasks_lib.Task],
+) -> Callable[..., tuple[TrainState, Metrics]]:
+  """Builds the jitted meta-step ``step(state, key, data=None) -> (state, metrics)``.
 
   Args:
     learner: ``(theta, tasks, key) -> (direction, metrics)``, e.g.
       :func:`imaml_jax.imaml`.
     optimizer: any optax transformation (Adam in the paper).
-    sample_tasks: ``sample_tasks(key) -> Task`` drawing a batch of tasks on
-      device.
+    sample_tasks: ``sample_tasks(key, data) -> Task`` drawing a batch of tasks
+      on device from ``data`` (e.g. a whole image set already on device; pass
+      it as an argument rather than closing over it, which would embed it in
+      the compiled program as a constant).
 
   Returns:
-    ``step(state, key)``; ``key`` is the run's base key, folded with the step
-    number inside, so the same ``key`` is passed at every step.
+    ``step(state, key, data=None)``; ``key`` is the run's base key, folded
+    with the step number inside, so the same ``key`` is passed at every step.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax
     >>> import imaml_jax
     >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)
-    >>> def sample(key):
+    >>> def sample(key, data):
     ...   x = jax.random.normal(key, (8, 10, 2))
     ...   return imaml_jax.Task(imaml_jax.Batch(x, x[..., :1]),
     ...                         imaml_jax.Batch(x, x[..., :1]))
@@ -68,10 +71,11 @@ def make_meta_step(
     1
   """
 
-  def step(state: TrainState, key: jax.Array) -> tuple[TrainState, Metrics]:
+  def step(state: TrainState, key: jax.Array,
+           data: Any = None) -> tuple[TrainState, Metrics]:
     key = jax.random.fold_in(key, state.step)
     task_key, learner_key = jax.random.split(key)
-    tasks = sample_tasks(task_key)
+    tasks = sample_tasks(task_key, data)
     direction, metrics = learner(state.params, tasks, learner_key)
     updates, opt_state = optimizer.update(direction, state.opt_state,
                                           state.params)
@@ -81,30 +85,55 @@ def make_meta_step(
   return jax.jit(step)
 
 
-def run(step: Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]],
+class Hook(NamedTuple):
+  """Calls ``fn(state)`` after every ``every``-th meta-step (and the last)."""
+  every: int
+  fn: Callable[[TrainState], None]
+
+
+def run(step: Callable[..., tuple[TrainState, Metrics]],
         state: TrainState, key: jax.Array, num_steps: int,
         log_every: int = 100,
         on_log: Optional[Callable[[int, dict[str, float]], None]] = None,
-        progress: bool = True) -> tuple[TrainState, list[dict[str, float]]]:
-  """Runs ``step`` until ``state.step == num_steps``, with a progress bar.
+        hooks: Sequence[Hook] = (),
+        progress: bool = True,
+        data: Any = None) -> tuple[TrainState, list[dict[str, float]]]:
+  """Runs ``step(state, key, data)`` from ``state.step`` to ``num_steps``.
 
-  Metrics of the last step of every ``log_every`` (and of the final step) are
-  pulled to the host, passed to ``on_log(step, metrics)`` and returned.
+  A progress bar shows the way. Every ``log_every`` steps (and at the last) the metrics, averaged over the
+  interval on device, are pulled to the host with ``seconds_per_step`` (wall
+  time of the interval, so the first one includes compilation), passed to
+  ``on_log(step, metrics)`` and returned in the history. ``hooks`` run after
+  their steps (validation, checkpoints).
   """
-  if num_steps < 0 or log_every < 1:
-    raise ValueError(f"need num_steps >= 0 and log_every >= 1, got "
-                     f"{num_steps} and {log_every}.")
+  if num_steps < 0 or log_every < 1 or any(h.every < 1 for h in hooks):
+    raise ValueError(f"need num_steps >= 0 and intervals >= 1, got "
+                     f"num_steps={num_steps}, log_every={log_every}, hooks "
+                     f"every {[h.every for h in hooks]}.")
   history = []
   start = int(state.step)
+  total, count, tic = None, 0, time.perf_counter()
   with tqdm.tqdm(total=num_steps, initial=start, disable=not progress,
-                 desc="meta-train", unit="step") as bar:
+                 desc="meta-train", unit="step", dynamic_ncols=True) as bar:
     for i in range(start, num_steps):
-      state, metrics = step(state, key)
+      state, metrics = step(state, key, data)
+      total = metrics if total is None else jax.tree.map(jnp.add, total,
+                                                         metrics)
+      count += 1
       bar.update(1)
-      if (i + 1) % log_every == 0 or i + 1 == num_steps:
-        logged = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      last = i + 1 == num_steps
+      if (i + 1) % log_every == 0 or last:
+        logged = {k: float(v) / count
+                  for k, v in jax.device_get(total).items()}
+        logged["seconds_per_step"] = (time.perf_counter() - tic) / count
         history.append({"step": i + 1, **logged})
         bar.set_postfix(loss=f"{logged.get('query_loss', float('nan')):.3f}")
         if on_log is not None:
           on_log(i + 1, logged)
+        total, count = None, 0
+      for hook in hooks:
+        if (i + 1) % hook.every == 0 or last:
+          hook.fn(state)
+      if count == 0:   # the next interval's clock starts after logs and hooks
+        tic = time.perf_counter()
   return state, history

@@ -107,11 +107,14 @@ def test_vmap_over_tasks_equals_loop_over_tasks(make):
              for i in range(3)]
   looped = jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0),
                         *[s[0] for s in singles])
-  chex_close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
-                                                       atol=2e-5)
-  jax.tree.map(chex_close, batched, looped)
-  chex_close(metrics["query_loss"],
-             np.mean([s[1]["query_loss"] for s in singles]))
+  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+  # Batched and single-task convolutions sum in different orders: compare the
+  # whole meta-gradient to float32 round-off relative to its norm.
+  diff = np.linalg.norm(flat(batched) - flat(looped))
+  assert diff <= 1e-4 * np.linalg.norm(flat(looped)), diff
+  np.testing.assert_allclose(metrics["query_loss"],
+                             np.mean([s[1]["query_loss"] for s in singles]),
+                             rtol=1e-5)
   assert 0.0 <= float(metrics["query_accuracy"]) <= 1.0
 
 

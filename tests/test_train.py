@@ -16,7 +16,7 @@ def setup(algorithm="imaml"):
   else:
     learner = imaml_jax.maml(loss, steps=1, learning_rate=0.01)
   opt = optax.adam(3e-3)
-  sample = lambda k: imaml_jax.sample_sinusoid_tasks(k, 8, 10, 10)
+  sample = lambda k, data: imaml_jax.sample_sinusoid_tasks(k, 8, 10, 10)
   step = imaml_jax.make_meta_step(learner, opt, sample)
   theta = imaml_jax.init_params(model, jax.random.key(0), jnp.zeros((1, 1)))
   return step, imaml_jax.init_train_state(theta, opt), learner, loss

@@ -1,0 +1,159 @@
+"""Meta-train on a few-shot benchmark: progress bar, logs, validation, checkpoints.
+
+    python -m experiments.train --config experiments/configs/omniglot.py:5way1shot-imaml_gd
+    python -m experiments.train --config ...:5way1shot-maml --config.meta_steps=2000
+    python -m experiments.train --config ... --workdir runs/x --resume
+
+Writes to ``--workdir`` (default ``runs/<config name>``): ``config.json``,
+``metrics.jsonl`` (one line per logging interval and per validation),
+TensorBoard events in ``tb/`` and orbax checkpoints in ``checkpoints/``.
+``--resume`` continues from the last checkpoint and then follows exactly the
+trajectory of an uninterrupted run with the same seed (tasks are drawn from
+``fold_in(seed key, step)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import optax
+import orbax.checkpoint as ocp
+
+import imaml_jax
+from experiments import common
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/omniglot.py:5way1shot-imaml_gd",
+    "Config file and argument, e.g. experiments/configs/omniglot.py:5way1shot-maml.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Output directory (default runs/<config name>).")
+_RESUME = flags.DEFINE_bool("resume", False,
+                            "Continue from the last checkpoint in --workdir.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def restore(manager: ocp.CheckpointManager, like: imaml_jax.TrainState,
+            step: int | None = None) -> imaml_jax.TrainState:
+  """The checkpoint at ``step`` (default latest), in the structure of ``like``."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}.")
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
+
+
+def hardware() -> str:
+  device = jax.devices()[0]
+  if device.platform == "cpu":
+    from benchmarks.meta_step import cpu_name  # pylint: disable=g-import-not-at-top
+    return f"CPU: {cpu_name()}"
+  return f"{device.platform.upper()}: {device.device_kind}"
+
+
+def train(c, workdir: str, resume: bool = False, progress: bool = True):
+  """Runs (or resumes) the meta-training a config describes; returns the state."""
+  os.makedirs(workdir, exist_ok=True)
+  model, loss = common.model_and_loss(c)
+  learner = common.build_learner(c, loss)
+  optimizer = optax.adam(c.meta_lr)
+  train_images = common.load_images(c, "train")
+  val_images = common.load_images(c, "validation")
+
+  key = jax.random.key(c.seed)
+  init_key, train_key, val_key = jax.random.split(key, 3)
+  example = imaml_jax.sample_episodes(init_key, train_images, 1, c.ways,
+                                      c.shots, c.train_queries)
+  theta = imaml_jax.init_params(model, init_key, example.support.x[0])
+  state = imaml_jax.init_train_state(theta, optimizer)
+  manager = checkpoint_manager(workdir)
+  if resume and manager.latest_step() is not None:
+    state = restore(manager, state)
+    print(f"resumed from step {int(state.step)} of {workdir}", flush=True)
+  elif manager.latest_step() is not None:
+    raise FileExistsError(f"{workdir} already holds checkpoints; pass --resume "
+                          f"to continue or choose another --workdir.")
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(c.to_json(indent=2))
+
+  def sample(k, images):
+    return imaml_jax.sample_episodes(k, images, c.meta_batch, c.ways, c.shots,
+                                     c.train_queries)
+
+  step = imaml_jax.make_meta_step(learner, optimizer, sample)
+  evaluate = common.make_evaluator(c, learner, loss, c.test_queries)
+  log_file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  writer = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(kind: str, step_: int, metrics: dict):
+    log_file.write(json.dumps({"kind": kind, "step": step_, **metrics}) + "\n")
+    log_file.flush()
+    for name, value in metrics.items():
+      writer.add_scalar(f"{kind}/{name}", value, step_)
+    writer.flush()
+
+  def on_log(i, m):
+    m["tasks_per_s"] = c.meta_batch / m["seconds_per_step"]
+    write("train", i, m)
+    shown = ("query_loss", "query_accuracy", "support_loss_after",
+             "inner_grad_norm", "cg_relative_residual", "meta_grad_norm",
+             "seconds_per_step")
+    (print if not progress else _tqdm_write)(
+        f"step {i:6d} " + " ".join(f"{k} {m[k]:.4g}" for k in shown if k in m))
+
+  def validate(s):
+    acc = evaluate(s.params, val_images, val_key, c.val_episodes)
+    mean, ci = imaml_jax.mean_ci95(acc)
+    write("validation", int(s.step), {"accuracy": mean, "ci95": ci})
+    (print if not progress else _tqdm_write)(
+        f"step {int(s.step):6d} validation accuracy {100 * mean:.2f} ± "
+        f"{100 * ci:.2f}% ({c.val_episodes} episodes)")
+
+  def save(s):
+    manager.save(int(s.step), args=ocp.args.StandardSave(s))
+
+  print(f"{c.name}: {c.meta_steps} meta-steps on {hardware()}, workdir "
+        f"{workdir}", flush=True)
+  state, _ = imaml_jax.run(
+      step, state, train_key, c.meta_steps, log_every=c.log_every,
+      on_log=on_log, data=train_images, progress=progress,
+      hooks=[imaml_jax.Hook(c.eval_every, validate),
+             imaml_jax.Hook(c.checkpoint_every, save)])
+  manager.wait_until_finished()
+  writer.close()
+  log_file.close()
+  return state
+
+
+def _tqdm_write(line: str) -> None:
+  import tqdm  # pylint: disable=g-import-not-at-top
+  tqdm.tqdm.write(line)
+  sys.stdout.flush()
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
+  c = _CONFIG.value
+  workdir = _WORKDIR.value or os.path.join("runs", c.name)
+  train(c, workdir, resume=_RESUME.value, progress=_PROGRESS.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,80 @@
+"""N-way K-shot episodes sampled on device with ``jax.random``.
+
+A data set is one array ``images[class, example, ...]`` of uint8 loaded onto
+the device once; :func:`sample_episodes` draws whole task batches inside the
+jitted meta-step (no host work, no data loader on the hot path).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from imaml_jax.tasks import Batch, Task
+
+
+def with_rotations(images: jax.Array) -> jax.Array:
+  """Adds 90, 180 and 270 degree rotations of every class as new classes.
+
+  ``(C, E, H, W[, ch]) -> (4C, E, H, W[, ch])``; class ``r * C + c`` is class
+  ``c`` rotated by ``r * 90`` degrees (Santoro et al. 2016; Finn et al. 2017).
+  """
+  if images.shape[2] != images.shape[3]:
+    raise ValueError(f"rotations need square images, got shape "
+                     f"{images.shape[2:4]}.")
+  return jnp.concatenate([jnp.rot90(images, r, axes=(2, 3)) for r in range(4)])
+
+
+def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
+                    ways: int, shots: int, queries: int) -> Task:
+  """A batch of N-way K-shot tasks from ``images[class, example, H, W[, C]]``.
+
+  Each task draws ``ways`` distinct classes, labelled 0..N-1 in random order,
+  and ``shots + queries`` distinct examples of each: the first ``shots`` form
+  the support set, the rest the query set. Pixels become float32 in [0, 1]
+  (a channel axis is added to grey images).
+
+  Returns:
+    A :class:`Task` with ``x`` of shape ``(num_tasks, ways * n, H, W, C)`` and
+    ``y`` of shape ``(num_tasks, ways * n)`` (int32), class-major.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from imaml_jax.data import sample_episodes
+    >>> images = jnp.zeros((10, 20, 28, 28), jnp.uint8)
+    >>> tasks = sample_episodes(jax.random.key(0), images, 4, 5, 1, 3)
+    >>> tasks.support.x.shape, tasks.query.y.shape
+    ((4, 5, 28, 28, 1), (4, 15))
+  """
+  num_classes, per_class = images.shape[:2]
+  if not 1 <= ways <= num_classes:
+    raise ValueError(f"ways must lie in [1, {num_classes}] (classes in the "
+                     f"data), got {ways}.")
+  if shots < 1 or queries < 1 or shots + queries > per_class:
+    raise ValueError(f"need shots >= 1, queries >= 1 and shots + queries <= "
+                     f"{per_class} (examples per class); got shots={shots}, "
+                     f"queries={queries}.")
+  if num_tasks < 1:
+    raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
+
+  def one_task(key):
+    class_key, example_key = jax.random.split(key)
+    classes = jax.random.choice(class_key, num_classes, (ways,), replace=False)
+    examples = jax.vmap(lambda k: jax.random.choice(
+        k, per_class, (shots + queries,), replace=False))(
+            jax.random.split(example_key, ways))
+    return images[classes[:, None], examples]   # (ways, shots + queries, ...)
+
+  x = jax.vmap(one_task)(jax.random.split(key, num_tasks))
+  x = x.astype(jnp.float32) / 255.0
+  if x.ndim == 5:   # (tasks, ways, n, H, W): grey images get a channel axis
+    x = x[..., None]
+  labels = jnp.broadcast_to(jnp.arange(ways, dtype=jnp.int32)[None, :, None],
+                            x.shape[:3])
+
+  def part(sl):
+    xs, ys = x[:, :, sl], labels[:, :, sl]
+    return Batch(xs.reshape((num_tasks, -1) + xs.shape[3:]),
+                 ys.reshape(num_tasks, -1))
+
+  return Task(part(slice(0, shots)), part(slice(shots, None)))
