@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 
@@ -21,6 +19,7 @@ import jax
 import optax
 
 import imaml_jax
+from experiments.common import cpu_name
 
 
 def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
@@ -30,17 +29,6 @@ def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
                                                size, 1))
   return imaml_jax.Task(imaml_jax.Batch(images(ks, shots), labels(shots)),
                         imaml_jax.Batch(images(kq, queries), labels(queries)))
-
-
-def cpu_name() -> str:
-  """The CPU model and core count, e.g. 'Intel(R) Xeon(R) Processor, 2 cores'."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(l.split(":", 1)[1].strip() for l in f
-                   if l.startswith("model name"))
-  except (OSError, StopIteration):
-    model = platform.processor() or platform.machine()
-  return f"{model}, {os.cpu_count()} cores"
 
 
 def learners(loss, a):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import platform
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 
 import imaml_jax
+from imaml_jax.data import omniglot
 
 ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -54,8 +60,6 @@ def load_images(c, split: str):
 
   Training classes get their rotations when ``c.rotations`` is set.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from imaml_jax.data import omniglot  # pylint: disable=g-import-not-at-top
   if c.dataset != "omniglot":
     raise ValueError(f"no loader for dataset {c.dataset!r} yet.")
   images = jax.device_put(omniglot.load_omniglot(
@@ -71,8 +75,6 @@ def make_evaluator(c, learner, loss, queries: int, chunk: int = 100):
   Episodes are drawn on device with ``key`` and evaluated ``chunk`` at a time
   (vmapped adaptation of each, then accuracy on its query set).
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
 
   @jax.jit
   def one_chunk(theta, images, key):
@@ -87,3 +89,42 @@ def make_evaluator(c, learner, loss, queries: int, chunk: int = 100):
     return acc[:episodes]
 
   return evaluate
+
+
+def checkpoint_manager(workdir: str):
+  """Orbax manager of ``<workdir>/checkpoints`` keeping the last two."""
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def restore(manager, like: imaml_jax.TrainState,
+            step: int | None = None) -> imaml_jax.TrainState:
+  """The checkpoint at ``step`` (default latest), in the structure of ``like``."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}.")
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
+
+
+def cpu_name() -> str:
+  """The CPU model and core count, e.g. 'Intel(R) Xeon(R) Processor, 2 cores'."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(l.split(":", 1)[1].strip() for l in f
+                   if l.startswith("model name"))
+  except (OSError, StopIteration):
+    model = platform.processor() or platform.machine()
+  return f"{model}, {os.cpu_count()} cores"
+
+
+def hardware() -> str:
+  """The first device in words, e.g. 'CPU: Intel(R) Xeon(R) Processor, 2 cores'."""
+  device = jax.devices()[0]
+  if device.platform == "cpu":
+    return f"CPU: {cpu_name()}"
+  return f"{device.platform.upper()}: {device.device_kind}"
+
+

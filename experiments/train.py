@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 
 from absl import app
@@ -30,41 +29,6 @@ import orbax.checkpoint as ocp
 
 import imaml_jax
 from experiments import common
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/omniglot.py:5way1shot-imaml_gd",
-    "Config file and argument, e.g. experiments/configs/omniglot.py:5way1shot-maml.")
-_WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Output directory (default runs/<config name>).")
-_RESUME = flags.DEFINE_bool("resume", False,
-                            "Continue from the last checkpoint in --workdir.")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
-
-
-def checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
-def restore(manager: ocp.CheckpointManager, like: imaml_jax.TrainState,
-            step: int | None = None) -> imaml_jax.TrainState:
-  """The checkpoint at ``step`` (default latest), in the structure of ``like``."""
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {manager.directory}.")
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
-
-
-def hardware() -> str:
-  device = jax.devices()[0]
-  if device.platform == "cpu":
-    from benchmarks.meta_step import cpu_name  # pylint: disable=g-import-not-at-top
-    return f"CPU: {cpu_name()}"
-  return f"{device.platform.upper()}: {device.device_kind}"
-
 
 def train(c, workdir: str, resume: bool = False, progress: bool = True):
   """Runs (or resumes) the meta-training a config describes; returns the state."""
@@ -81,9 +45,9 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
                                       c.shots, c.train_queries)
   theta = imaml_jax.init_params(model, init_key, example.support.x[0])
   state = imaml_jax.init_train_state(theta, optimizer)
-  manager = checkpoint_manager(workdir)
+  manager = common.checkpoint_manager(workdir)
   if resume and manager.latest_step() is not None:
-    state = restore(manager, state)
+    state = common.restore(manager, state)
     print(f"resumed from step {int(state.step)} of {workdir}", flush=True)
   elif manager.latest_step() is not None:
     raise FileExistsError(f"{workdir} already holds checkpoints; pass --resume "
@@ -128,7 +92,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   def save(s):
     manager.save(int(s.step), args=ocp.args.StandardSave(s))
 
-  print(f"{c.name}: {c.meta_steps} meta-steps on {hardware()}, workdir "
+  print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}, workdir "
         f"{workdir}", flush=True)
   state, _ = imaml_jax.run(
       step, state, train_key, c.meta_steps, log_every=c.log_every,
@@ -150,10 +114,18 @@ def _tqdm_write(line: str) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  c = _CONFIG.value
-  workdir = _WORKDIR.value or os.path.join("runs", c.name)
-  train(c, workdir, resume=_RESUME.value, progress=_PROGRESS.value)
+  f = flags.FLAGS
+  workdir = f.workdir or os.path.join("runs", f.config.name)
+  train(f.config, workdir, resume=f.resume, progress=f.progress)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":   # flags are defined here so train() imports cleanly
+  config_flags.DEFINE_config_file(
+      "config", "experiments/configs/omniglot.py:5way1shot-imaml_gd",
+      "Config file and argument, e.g. experiments/configs/omniglot.py:5way1shot-maml.")
+  flags.DEFINE_string("workdir", None,
+                      "Output directory (default runs/<config name>).")
+  flags.DEFINE_bool("resume", False,
+                    "Continue from the last checkpoint in --workdir.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
   app.run(main)

@@ -26,3 +26,14 @@ def cosine(a, b):
 def x64():
   with jax.enable_x64(True):
     yield
+
+
+@pytest.fixture(scope="session")
+def omniglot_data_dir(tmp_path_factory):
+  """A TFDS data dir with the real Omniglot prepared (from ../shared/data)."""
+  from experiments import common
+  from imaml_jax.data import omniglot
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  omniglot.load_omniglot("validation", data_dir=data_dir,
+                         source_dir=common.default_omniglot_dir())
+  return data_dir

@@ -103,6 +103,8 @@ class Omniglot(tfds.core.GeneratorBasedBuilder):
 
   name = "imaml_omniglot"
   VERSION = tfds.core.Version("1.0.0")
+  NUM_CHARACTERS = NUM_CHARACTERS      # subclasses change these for tests
+  CONTENT_DIGESTS = CONTENT_DIGESTS
   RELEASE_NOTES = {"1.0.0": "28x28 LANCZOS, 1100/100/423 characters, seed 0."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Optional: a directory holding images_background.zip and "
@@ -125,15 +127,15 @@ class Omniglot(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    archives = _local_archives(dl_manager)
+    archives = _local_archives(dl_manager, self.CONTENT_DIGESTS)
     if archives is None:
       archives = {k: os.fspath(v) for k, v in dl_manager.download(URLS).items()}
     characters: dict[int, tuple[str, list[tuple[int, str]]]] = {}
     for name in ARCHIVES:
       for char, drawings in _members(archives[name]).items():
         characters[char] = (archives[name], sorted(drawings))
-    _check_complete(characters)
-    split = character_split()
+    _check_complete(characters, self.NUM_CHARACTERS)
+    split = character_split(self.NUM_CHARACTERS)
     return {name: self._generate_examples(characters, ids)
             for name, ids in split.items()}
 
@@ -154,7 +156,8 @@ class Omniglot(tfds.core.GeneratorBasedBuilder):
         z.close()
 
 
-def _local_archives(dl_manager) -> Optional[dict[str, str]]:
+def _local_archives(dl_manager, digests: dict[str, str]
+                    ) -> Optional[dict[str, str]]:
   """The verified archives of the manual directory, or None if it has none."""
   try:
     manual = dl_manager.manual_dir
@@ -175,19 +178,19 @@ def _local_archives(dl_manager) -> Optional[dict[str, str]]:
       digest = content_digest(path)
     except (zipfile.BadZipFile, OSError) as e:
       raise OmniglotError(f"{path} is not a readable zip archive ({e}).") from e
-    if digest != CONTENT_DIGESTS[name]:
+    if digest != digests[name]:
       raise OmniglotError(
           f"{path} does not hold the canonical Omniglot PNGs: content digest "
-          f"{digest}, expected {CONTENT_DIGESTS[name]} (sha256 of the sorted "
+          f"{digest}, expected {digests[name]} (sha256 of the sorted "
           f"'<sha256 of PNG>  <path>' lines).")
   return paths
 
 
-def _check_complete(characters) -> None:
-  missing = sorted(set(range(NUM_CHARACTERS)) - set(characters))
+def _check_complete(characters, num_characters: int) -> None:
+  missing = sorted(set(range(num_characters)) - set(characters))
   if missing:
     raise OmniglotError(f"The archives hold {len(characters)} characters, "
-                        f"expected {NUM_CHARACTERS}; missing ids start "
+                        f"expected {num_characters}; missing ids start "
                         f"{missing[:5]}.")
   short = {c: len(d) for c, (_, d) in characters.items() if len(d) != DRAWINGS}
   if short:

@@ -1,0 +1,100 @@
+"""Training and evaluation entry points on the real Omniglot data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments import common
+from experiments.configs import omniglot as omniglot_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_overrides(data_dir, steps):
+  return {"meta_steps": steps, "meta_batch": 4, "log_every": 5,
+          "eval_every": 1000, "val_episodes": 20, "checkpoint_every": 10,
+          "test_episodes": 50, "data_dir": data_dir}
+
+
+def command(workdir, data_dir, steps, resume=False):
+  cmd = [sys.executable, "-m", "experiments.train", "--noprogress",
+         "--config", "experiments/configs/omniglot.py:5way1shot-maml",
+         "--workdir", workdir]
+  cmd += [f"--config.{k}={v}" for k, v in tiny_overrides(data_dir, steps).items()]
+  return cmd + (["--resume"] if resume else [])
+
+
+def test_config_names_are_checked():
+  c = omniglot_config.get_config("20way5shot-imaml_hf")
+  assert (c.ways, c.shots, c.meta_batch, c.algorithm) == (20, 5, 16, "imaml_hf")
+  with pytest.raises(ValueError, match="5way1shot-imaml_gd"):
+    omniglot_config.get_config("5way1shot-protonet")
+
+
+def test_meta_steps_reduce_training_loss_and_evaluation_writes_results(
+    omniglot_data_dir, tmp_path):
+  from experiments import evaluate, train
+  c = omniglot_config.get_config("5way1shot-maml")
+  c.update(tiny_overrides(omniglot_data_dir, 60))
+  c.meta_batch = 16
+  train.train(c, str(tmp_path), progress=False)
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  losses = [r["query_loss"] for r in rows if r["kind"] == "train"]
+  assert len(losses) == 12
+  assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+  assert any(r["kind"] == "validation" for r in rows)
+  assert os.listdir(tmp_path / "tb")
+  results = evaluate.evaluate(str(tmp_path), episodes=100)
+  saved = json.load(open(tmp_path / "results.json"))
+  assert saved == results
+  for key in ("algorithm", "setting", "accuracy", "ci95", "episodes",
+              "inner_steps", "meta_steps", "seed", "train_seconds", "hardware"):
+    assert key in saved
+  assert saved["episodes"] == 100 and saved["meta_steps"] == 60
+  assert 0.3 < saved["accuracy"] <= 1.0   # chance is 0.2
+
+
+def final_params(workdir):
+  import jax
+  import optax
+  import imaml_jax
+  c = omniglot_config.get_config("5way1shot-maml")
+  model, _ = common.model_and_loss(c)
+  theta = imaml_jax.init_params(model, jax.random.key(0),
+                                np.zeros((5, 28, 28, 1), np.float32))
+  like = imaml_jax.init_train_state(theta, optax.adam(c.meta_lr))
+  return common.restore(common.checkpoint_manager(workdir), like)
+
+
+def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
+    omniglot_data_dir, tmp_path):
+  steps = 60
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  subprocess.run(command(straight, omniglot_data_dir, steps), cwd=REPO,
+                 env=env, check=True, capture_output=True)
+  proc = subprocess.Popen(command(killed, omniglot_data_dir, steps), cwd=REPO,
+                          env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  first = os.path.join(killed, "checkpoints", "10")
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and time.time() < deadline:
+    assert proc.poll() is None, "training ended before its first checkpoint"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  saved = sorted(int(d) for d in os.listdir(os.path.join(killed, "checkpoints"))
+                 if d.isdigit())
+  assert saved and max(saved) < steps, saved    # interrupted mid-run
+  subprocess.run(command(killed, omniglot_data_dir, steps, resume=True),
+                 cwd=REPO, env=env, check=True, capture_output=True)
+  a, b = final_params(straight), final_params(killed)
+  assert int(a.step) == int(b.step) == steps
+  import jax
+  jax.tree.map(np.testing.assert_array_equal, a, b)
