@@ -40,7 +40,11 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   # iMAML (paper, Table 2 caption; authors' README)
   c.lam = 2.0
   c.cg_steps = 5
-  c.system = "exact"            # exact | damped | gauss_newton
+  # The paper's system is "exact". Measured (README, Omniglot results): with
+  # it, and with the authors' "damped" one, 5-way 1-shot iMAML-GD collapses
+  # (42% / 49% test accuracy on an H100) while "gauss_newton" trains (95.0%
+  # after 10,000 meta-steps). Pass --config.system=exact for the paper's.
+  c.system = "gauss_newton"     # exact | damped | gauss_newton
   c.newton_steps = 3            # iMAML-HF outer Newton iterations
   if algorithm in ("maml", "fomaml"):   # MAML public code
     c.inner_steps, c.inner_lr = (1, 0.4) if five_way else (5, 0.1)
