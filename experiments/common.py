@@ -8,6 +8,7 @@ import platform
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 
 import imaml_jax
@@ -29,6 +30,16 @@ def build_learner(c, loss):
     raise ValueError(f"unknown algorithm {c.algorithm!r}; expected one of "
                      f"{', '.join(ALGORITHMS)}.")
   return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system)
+
+
+def meta_optimizer(c) -> optax.GradientTransformation:
+  """Adam on the meta-parameters, at a constant rate (the paper's) or cosine-decayed."""
+  if c.get("meta_lr_schedule", "constant") == "constant":
+    return optax.adam(c.meta_lr)
+  if c.meta_lr_schedule == "cosine":
+    return optax.adam(optax.cosine_decay_schedule(c.meta_lr, c.meta_steps))
+  raise ValueError(f"meta_lr_schedule must be 'constant' or 'cosine', got "
+                   f"{c.meta_lr_schedule!r}.")
 
 
 def default_omniglot_dir() -> str | None:

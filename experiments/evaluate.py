@@ -20,17 +20,23 @@ from absl import flags
 from absl import logging
 import jax
 import ml_collections
-import optax
 
 import imaml_jax
 from experiments import common
 
 def evaluate(workdir: str, episodes: int | None = None,
              test_queries: int | None = None, seed: int = 1,
-             step: int | None = None) -> dict:
-  """Evaluates a run's checkpoint; writes and returns the results dict."""
+             step: int | None = None, inner_steps: int | None = None) -> dict:
+  """Evaluates a run's checkpoint; writes and returns the results dict.
+
+  ``inner_steps`` overrides the adaptation steps at test time (GD steps, or
+  Newton steps for iMAML-HF); by default the training ones.
+  """
   with open(os.path.join(workdir, "config.json")) as f:
     c = ml_collections.ConfigDict(json.load(f))
+  if inner_steps:
+    c["newton_steps" if c.algorithm == "imaml_hf" else "inner_steps"] = (
+        inner_steps)
   episodes = episodes or c.test_episodes
   queries = test_queries or c.test_queries
   model, loss = common.model_and_loss(c)
@@ -41,7 +47,7 @@ def evaluate(workdir: str, episodes: int | None = None,
   theta = imaml_jax.init_params(model, jax.random.key(0), example.support.x[0])
   state = common.restore(
       common.checkpoint_manager(workdir),
-      imaml_jax.init_train_state(theta, optax.adam(c.meta_lr)), step)
+      imaml_jax.init_train_state(theta, common.meta_optimizer(c)), step)
   start = time.perf_counter()
   acc = common.make_evaluator(c, learner, loss, queries)(
       state.params, test_images, jax.random.key(seed), episodes)
@@ -87,7 +93,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  evaluate(f.workdir, f.episodes, f.test_queries, f.seed, f.step)
+  evaluate(f.workdir, f.episodes, f.test_queries, f.seed, f.step,
+           f.inner_steps)
 
 
 if __name__ == "__main__":   # flags are defined here so evaluate() imports cleanly
@@ -98,4 +105,6 @@ if __name__ == "__main__":   # flags are defined here so evaluate() imports clea
                        "Query examples per class (default: the config's).")
   flags.DEFINE_integer("seed", 1, "Seed of the test episodes.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  flags.DEFINE_integer("inner_steps", None,
+                       "Adaptation steps at test time (default: training's).")
   app.run(main)

@@ -35,7 +35,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   os.makedirs(workdir, exist_ok=True)
   model, loss = common.model_and_loss(c)
   learner = common.build_learner(c, loss)
-  optimizer = optax.adam(c.meta_lr)
+  optimizer = common.meta_optimizer(c)
   train_images = common.load_images(c, "train")
   val_images = common.load_images(c, "validation")
 

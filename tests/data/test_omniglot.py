@@ -118,3 +118,12 @@ def test_real_omniglot_splits(omniglot_data_dir):
   assert sizes == {"train": (1100, 20, 28, 28),
                    "validation": (100, 20, 28, 28),
                    "test": (423, 20, 28, 28)}
+
+
+def test_download_path_knows_the_canonical_checksums(tmp_path):
+  infos = omniglot.Omniglot(data_dir=str(tmp_path)).url_infos
+  assert set(infos) == set(omniglot.URLS.values())
+  background = infos[omniglot.URLS["images_background"]]
+  assert background.size == 9_464_212
+  assert background.checksum == (
+      "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640")

@@ -62,13 +62,12 @@ def test_meta_steps_reduce_training_loss_and_evaluation_writes_results(
 
 def final_params(workdir):
   import jax
-  import optax
   import imaml_jax
   c = omniglot_config.get_config("5way1shot-maml")
   model, _ = common.model_and_loss(c)
   theta = imaml_jax.init_params(model, jax.random.key(0),
                                 np.zeros((5, 28, 28, 1), np.float32))
-  like = imaml_jax.init_train_state(theta, optax.adam(c.meta_lr))
+  like = imaml_jax.init_train_state(theta, common.meta_optimizer(c))
   return common.restore(common.checkpoint_manager(workdir), like)
 
 
