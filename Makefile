@@ -19,7 +19,8 @@ install: $(STAMP)
 # paper's), then a 600-episode test evaluation. Rerunning resumes.
 TRAIN_WORKDIR ?= runs/make_train
 TRAIN_CONFIG ?= experiments/configs/omniglot.py:5way1shot-imaml_gd
-TRAIN_FLAGS ?= --config.meta_batch=8 --config.train_queries=5 --config.meta_steps=2000
+TRAIN_FLAGS ?= --config.meta_batch=8 --config.train_queries=5 --config.lam=0.5 \
+	--config.meta_steps=2000
 
 train: $(STAMP)
 	$(PY) -m experiments.train --config $(TRAIN_CONFIG) $(TRAIN_FLAGS) \
