@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
-import optax
 import orbax.checkpoint as ocp
+import tensorboardX
+import tqdm
 
 import imaml_jax
 from experiments import common
@@ -62,8 +61,8 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   step = imaml_jax.make_meta_step(learner, optimizer, sample)
   evaluate = common.make_evaluator(c, learner, loss, c.test_queries)
   log_file = open(os.path.join(workdir, "metrics.jsonl"), "a")
-  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-  writer = SummaryWriter(os.path.join(workdir, "tb"))
+  writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
+  show = (lambda line: tqdm.tqdm.write(line)) if progress else print
 
   def write(kind: str, step_: int, metrics: dict):
     log_file.write(json.dumps({"kind": kind, "step": step_, **metrics}) + "\n")
@@ -77,16 +76,15 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
     write("train", i, m)
     shown = ("query_loss", "query_accuracy", "support_loss_after",
              "inner_grad_norm", "cg_relative_residual", "meta_grad_norm",
-             "seconds_per_step")
-    (print if not progress else _tqdm_write)(
-        f"step {i:6d} " + " ".join(f"{k} {m[k]:.4g}" for k in shown if k in m))
+             "seconds_per_step", "tasks_per_s")
+    show(f"step {i:6d} "
+         + " ".join(f"{k} {m[k]:.4g}" for k in shown if k in m))
 
   def validate(s):
     acc = evaluate(s.params, val_images, val_key, c.val_episodes)
     mean, ci = imaml_jax.mean_ci95(acc)
     write("validation", int(s.step), {"accuracy": mean, "ci95": ci})
-    (print if not progress else _tqdm_write)(
-        f"step {int(s.step):6d} validation accuracy {100 * mean:.2f} ± "
+    show(f"step {int(s.step):6d} validation accuracy {100 * mean:.2f} ± "
         f"{100 * ci:.2f}% ({c.val_episodes} episodes)")
 
   def save(s):
@@ -94,21 +92,17 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
 
   print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}, workdir "
         f"{workdir}", flush=True)
-  state, _ = imaml_jax.run(
-      step, state, train_key, c.meta_steps, log_every=c.log_every,
-      on_log=on_log, data=train_images, progress=progress,
-      hooks=[imaml_jax.Hook(c.eval_every, validate),
-             imaml_jax.Hook(c.checkpoint_every, save)])
-  manager.wait_until_finished()
-  writer.close()
-  log_file.close()
+  try:
+    state, _ = imaml_jax.run(
+        step, state, train_key, c.meta_steps, log_every=c.log_every,
+        on_log=on_log, data=train_images, progress=progress,
+        hooks=[imaml_jax.Hook(c.eval_every, validate),
+               imaml_jax.Hook(c.checkpoint_every, save)])
+  finally:
+    manager.wait_until_finished()
+    writer.close()
+    log_file.close()
   return state
-
-
-def _tqdm_write(line: str) -> None:
-  import tqdm  # pylint: disable=g-import-not-at-top
-  tqdm.tqdm.write(line)
-  sys.stdout.flush()
 
 
 def main(argv):

@@ -109,15 +109,25 @@ def test_missing_archive_is_named(tiny):
 
 
 def test_real_omniglot_splits(omniglot_data_dir):
-  sizes = {}
-  characters = {}
+  sizes, characters = {}, {}
+  builder = omniglot.Omniglot(data_dir=omniglot_data_dir)
   for split in ("train", "validation", "test"):
     images = omniglot.load_omniglot(split, data_dir=omniglot_data_dir)
     sizes[split] = images.shape
     assert 15 < images.mean() < 30   # strokes are ~8% of the page
+    source = builder.as_data_source(split=split)
+    characters[split] = {int(e["character"])
+                         for e in source.__getitems__(range(len(source)))}
   assert sizes == {"train": (1100, 20, 28, 28),
                    "validation": (100, 20, 28, 28),
                    "test": (423, 20, 28, 28)}
+  # The stored splits are the recorded ones, pairwise disjoint.
+  expected = omniglot.character_split()
+  for split, ids in characters.items():
+    assert ids == set(expected[split].tolist())
+  assert not characters["train"] & characters["test"]
+  assert not characters["validation"] & characters["test"]
+  assert not characters["train"] & characters["validation"]
 
 
 def test_download_path_knows_the_canonical_checksums(tmp_path):
