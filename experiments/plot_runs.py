@@ -1,0 +1,52 @@
+"""Plot training curves of runs from their metrics.jsonl files into one PNG.
+
+    python -m experiments.plot_runs OUT.png RUN.metrics.jsonl[=LABEL] ... \\
+        [--metrics query_accuracy,cg_relative_residual,meta_grad_norm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+LOG_SCALE = {"cg_relative_residual", "meta_grad_norm", "inner_grad_norm"}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("out")
+  p.add_argument("runs", nargs="+", help="metrics.jsonl[=label]")
+  p.add_argument("--metrics", default="query_accuracy,cg_relative_residual,"
+                 "meta_grad_norm,support_loss_after")
+  p.add_argument("--title", default="")
+  a = p.parse_args(argv)
+  names = a.metrics.split(",")
+  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4))
+  for run in a.runs:
+    path, _, label = run.partition("=")
+    rows = [json.loads(l) for l in open(path)]
+    train = [r for r in rows if r.get("kind", "train") == "train"]
+    for ax, name in zip(axes, names):
+      pts = [(r["step"], r[name]) for r in train if name in r]
+      if pts:
+        ax.plot(*zip(*pts), label=label or path)
+  for ax, name in zip(axes, names):
+    ax.set_title(name.replace("_", " "))
+    ax.set_xlabel("meta-step")
+    if name in LOG_SCALE:
+      ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+  axes[0].legend()
+  if a.title:
+    fig.suptitle(a.title)
+  fig.tight_layout()
+  fig.savefig(a.out, dpi=110)
+
+
+if __name__ == "__main__":
+  main()
