@@ -1,4 +1,4 @@
-"""Pieces shared by the experiment entry points: learners from configs, paths."""
+"""Pieces shared by the experiment entry points: learners, optimizers, data, checkpoints."""
 
 from __future__ import annotations
 
