@@ -73,7 +73,7 @@ def final_params(workdir):
 
 def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
     omniglot_data_dir, tmp_path):
-  steps = 60
+  steps = 120   # checkpoints every 10: ample time to kill between them
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   subprocess.run(command(straight, omniglot_data_dir, steps), cwd=REPO,
