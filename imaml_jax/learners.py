@@ -44,14 +44,21 @@ Learner = Callable[[PyTree, tasks_lib.Task, Optional[jax.Array]],
 
 def _task_metrics(loss_fn: LossFn, theta: PyTree, phi: PyTree,
                   task: tasks_lib.Task, info: solvers_lib.SolverInfo,
-                  query_loss: jax.Array) -> Metrics:
+                  query_loss: jax.Array, lam: float = 0.0) -> Metrics:
+  """Per-task diagnostics; ``lam`` is the proximal strength the solver saw.
+
+  The solver already evaluated its objective (L, or G = L + lam/2 ||phi -
+  theta||^2 for iMAML) at theta (``losses[0]``, where the proximal term is 0)
+  and at phi (``loss``), so the support losses cost no extra pass.
+  """
+  distance = otu.tree_norm(otu.tree_sub(phi, theta))
   metrics = {
       "query_loss": query_loss,
-      "support_loss_before": loss_fn(theta, task.support),
-      "support_loss_after": loss_fn(phi, task.support),
+      "support_loss_before": info.losses[0],
+      "support_loss_after": info.loss - 0.5 * lam * distance ** 2,
       "inner_grad_norm": info.grad_norm,
       "inner_steps": info.steps.astype(jnp.float32),
-      "distance": otu.tree_norm(otu.tree_sub(phi, theta)),
+      "distance": distance,
   }
   if hasattr(loss_fn, "metrics"):
     query = loss_fn.metrics(phi, task.query)
@@ -142,7 +149,7 @@ def imaml(loss_fn: LossFn,
     phi, info = adapt.solve(theta, task.support)
     query_loss, g = jax.value_and_grad(loss_fn)(phi, task.query)
     meta_grad, cg_info = adapt.implicit_gradient(phi, task.support, g)
-    metrics = _task_metrics(loss_fn, theta, phi, task, info, query_loss)
+    metrics = _task_metrics(loss_fn, theta, phi, task, info, query_loss, lam)
     metrics["cg_residual"] = cg_info.residual
     metrics["cg_relative_residual"] = cg_info.relative_residual
     return meta_grad, metrics

@@ -226,11 +226,9 @@ def load_omniglot(split: str, data_dir: Optional[str] = None,
   drawers = np.array([e["drawer"] for e in examples])
   num_classes = int(labels.max()) + 1
   per_class = len(examples) // num_classes
-  images = np.zeros((num_classes, per_class, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-  order = np.lexsort((drawers, labels))
-  for slot, i in enumerate(order):
-    images[slot // per_class, slot % per_class] = examples[i]["image"]
   if not np.array_equal(np.bincount(labels), np.full(num_classes, per_class)):
     raise OmniglotError(f"Split {split!r} is unbalanced: drawings per class "
                         f"{np.bincount(labels).tolist()[:10]}...")
-  return images
+  images = np.stack([e["image"] for e in examples])
+  return images[np.lexsort((drawers, labels))].reshape(
+      num_classes, per_class, IMAGE_SIZE, IMAGE_SIZE)
