@@ -29,7 +29,8 @@ def build_learner(c, loss):
   else:
     raise ValueError(f"unknown algorithm {c.algorithm!r}; expected one of "
                      f"{', '.join(ALGORITHMS)}.")
-  return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system)
+  return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system,
+                         cg_method=c.get("cg_method", "jax"))
 
 
 def meta_optimizer(c) -> optax.GradientTransformation:

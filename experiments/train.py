@@ -68,12 +68,26 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
     log_file.write(json.dumps({"kind": kind, "step": step_, **metrics}) + "\n")
     log_file.flush()
     for name, value in metrics.items():
-      writer.add_scalar(f"{kind}/{name}", value, step_)
+      if isinstance(value, float):
+        writer.add_scalar(f"{kind}/{name}", value, step_)
     writer.flush()
+
+  thresholds = imaml_jax.StabilityThresholds(
+      inner_grad_ratio=c.get("warn_inner_grad_ratio", 0.5),
+      cg_relative_residual=c.get("warn_cg_relative_residual", 1.0))
+  raised = {}   # flag -> step it was first raised, while it stays raised
 
   def on_log(i, m):
     m["tasks_per_s"] = c.meta_batch / m["seconds_per_step"]
-    write("train", i, m)
+    flags = imaml_jax.stability_flags(m, thresholds)
+    m["stability_flags"] = float(len(flags))
+    for name, message in flags.items():
+      if name not in raised:
+        raised[name] = i
+        show(f"step {i:6d} WARNING {message}")
+    for name in [n for n in raised if n not in flags]:
+      show(f"step {i:6d} cleared: {name} (raised at step {raised.pop(name)})")
+    write("train", i, {**m, "flags": sorted(flags)} if flags else m)
     shown = ("query_loss", "query_accuracy", "support_loss_after",
              "inner_grad_norm", "cg_relative_residual", "meta_grad_norm",
              "seconds_per_step", "tasks_per_s")

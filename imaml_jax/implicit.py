@@ -139,13 +139,26 @@ def resolve_system(system: Union[str, LinearSystem]) -> LinearSystem:
 
 
 class ImplicitInfo(NamedTuple):
-  """Diagnostics of the implicit linear solve ``A v = g``."""
+  """Diagnostics of the implicit linear solve ``A v = g``.
+
+  ``curvature`` is the smallest :math:`p^\top A p / p^\top p` over CG's search
+  directions with ``cg_method="truncated"``; with ``"jax"`` (whose CG hides its
+  directions) it is the Rayleigh quotient :math:`v^\top A v / v^\top v` of the
+  solution, from the product ``A v`` the residual needs anyway. At or below 0,
+  ``A`` is indefinite along the solve and CG's answer is not a solution of a
+  positive definite system: ``negative_curvature`` is then True.
+  """
   residual: jax.Array       # ||g - A v||
   rhs_norm: jax.Array       # ||g||, to read the residual relative to it
+  curvature: jax.Array      # see above
+  negative_curvature: jax.Array   # bool: CG met p^T A p <= 0
 
   @property
   def relative_residual(self) -> jax.Array:
     return self.residual / jnp.maximum(self.rhs_norm, 1e-30)
+
+
+_CG_METHODS = ("jax", "truncated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +175,7 @@ class ImplicitAdapt:
   cg_steps: int = 5
   system: Union[str, LinearSystem] = "exact"
   cg_tol: float = 0.0
+  cg_method: str = "jax"
 
   def __post_init__(self):
     proximal.check_lam(self.lam)
@@ -178,6 +192,9 @@ class ImplicitAdapt:
                       f"{self.solver!r}.")
     if self.cg_tol < 0:
       raise ValueError(f"cg_tol must be >= 0, got {self.cg_tol!r}.")
+    if self.cg_method not in _CG_METHODS:
+      raise ValueError(f"cg_method must be one of {_CG_METHODS}, got "
+                       f"{self.cg_method!r}.")
     resolve_system(self.system)
 
   def __call__(self, theta: PyTree, batch: PyTree) -> PyTree:
@@ -201,12 +218,24 @@ class ImplicitAdapt:
     # CG runs on the flattened vector: jax's cg (0.10) fails under vmap when
     # the leaves of g carry different batch axes (conv-kernel gradients do).
     flat_g, unravel = jax.flatten_util.ravel_pytree(g)
-    flat_v, _ = jax.scipy.sparse.linalg.cg(
-        lambda z: jax.flatten_util.ravel_pytree(matvec(unravel(z)))[0], flat_g,
-        tol=0.0, atol=self.cg_tol, maxiter=self.cg_steps)
-    v = unravel(flat_v)
-    residual = otu.tree_norm(otu.tree_sub(g, matvec(v)))
-    return v, ImplicitInfo(residual=residual, rhs_norm=otu.tree_norm(g))
+    flat_matvec = lambda z: jax.flatten_util.ravel_pytree(matvec(unravel(z)))[0]
+    if self.cg_method == "jax":
+      flat_v, _ = jax.scipy.sparse.linalg.cg(
+          flat_matvec, flat_g, tol=0.0, atol=self.cg_tol, maxiter=self.cg_steps)
+    else:
+      flat_v, cg_info = solvers_lib.truncated_cg(
+          flat_matvec, flat_g, self.cg_steps, tol=self.cg_tol)
+    flat_av = flat_matvec(flat_v)
+    if self.cg_method == "jax":
+      vv = jnp.vdot(flat_v, flat_v)
+      curvature = jnp.vdot(flat_v, flat_av) / jnp.where(vv > 0, vv, 1.0)
+      negative = curvature <= 0
+    else:
+      curvature, negative = cg_info.min_curvature, cg_info.negative_curvature
+    info = ImplicitInfo(residual=jnp.linalg.norm(flat_g - flat_av),
+                        rhs_norm=jnp.linalg.norm(flat_g),
+                        curvature=curvature, negative_curvature=negative)
+    return unravel(flat_v), info
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -238,7 +267,8 @@ def implicit_adapt(loss_fn: LossFn,
                    lam: float,
                    cg_steps: int = 5,
                    system: Union[str, LinearSystem] = "exact",
-                   cg_tol: float = 0.0) -> ImplicitAdapt:
+                   cg_tol: float = 0.0,
+                   cg_method: str = "jax") -> ImplicitAdapt:
   r"""Task adaptation whose gradient is the implicit meta-gradient of iMAML.
 
   Forward: :math:`\phi = \mathrm{solver}(G(\cdot, \theta; D))` from
@@ -264,6 +294,10 @@ def implicit_adapt(loss_fn: LossFn,
       ``"gauss_newton"`` (positive definite), or a callable, see
       :func:`exact_system`, :func:`damped_system`, :func:`gauss_newton_system`.
     cg_tol: absolute residual at which CG may stop before ``cg_steps``.
+    cg_method: ``"jax"`` (``jax.scipy.sparse.linalg.cg``, the paper's plain
+      CG) or ``"truncated"`` (:func:`imaml_jax.truncated_cg`: stops at the
+      first direction of non-positive curvature, as truncated Newton methods
+      do, so an indefinite system cannot blow the meta-gradient up).
 
   Returns:
     An :class:`ImplicitAdapt`: ``adapt(theta, batch) -> phi``.
@@ -282,4 +316,5 @@ def implicit_adapt(loss_fn: LossFn,
     Rajeswaran, Finn, Kakade, Levine, "Meta-Learning with Implicit
     Gradients", NeurIPS 2019, Lemma 1 and Algorithm 2.
   """
-  return ImplicitAdapt(loss_fn, solver, lam, cg_steps, system, cg_tol)
+  return ImplicitAdapt(loss_fn, solver, lam, cg_steps, system, cg_tol,
+                       cg_method)

@@ -57,6 +57,9 @@ def _task_metrics(loss_fn: LossFn, theta: PyTree, phi: PyTree,
       "support_loss_before": info.losses[0],
       "support_loss_after": info.loss - 0.5 * lam * distance ** 2,
       "inner_grad_norm": info.grad_norm,
+      # Final over initial gradient norm: near 0 for a converged solve.
+      "inner_grad_ratio": info.grad_norm / jnp.maximum(info.grad_norms[0],
+                                                       1e-30),
       "inner_steps": info.steps.astype(jnp.float32),
       "distance": distance,
   }
@@ -80,13 +83,21 @@ def finetune(loss_fn: LossFn, solver: Callable[..., Any]
   return adapt
 
 
+_WORST_CASE = {"inner_grad_norm": ("max", jnp.max),
+               "inner_grad_ratio": ("max", jnp.max),
+               "cg_relative_residual": ("max", jnp.max),
+               "cg_curvature": ("min", jnp.min)}
+
+
 def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
                                 tuple[PyTree, Metrics]],
              adapt: Callable[[PyTree, PyTree], PyTree]) -> Learner:
   """Lifts ``per_task(theta, task)`` to a learner averaging over a task batch.
 
-  The learner carries ``learner.adapt(theta, support) -> phi``, the task
-  adaptation it trains for, to evaluate with.
+  Metrics are task means; a few diagnostics also get their worst case over
+  the batch (``*_max`` / ``*_min``, see ``_WORST_CASE``), since one bad task
+  hides in a mean. The learner carries ``learner.adapt(theta, support) ->
+  phi``, the task adaptation it trains for, to evaluate with.
   """
 
   def learner(theta: PyTree, tasks: tasks_lib.Task,
@@ -94,9 +105,15 @@ def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
     del key  # deterministic learners
     proximal.check_params(theta, "theta")
     tasks_lib.check_tasks(tasks, batched=True)
-    directions, metrics = jax.vmap(per_task, in_axes=(None, 0))(theta, tasks)
+    directions, per_task_metrics = jax.vmap(per_task, in_axes=(None, 0))(
+        theta, tasks)
     direction = jax.tree.map(lambda d: jnp.mean(d, axis=0), directions)
-    metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    metrics = {k: jnp.mean(m.astype(jnp.float32) if m.dtype == bool else m,
+                           axis=0)
+               for k, m in per_task_metrics.items()}
+    for name, (suffix, reduce) in _WORST_CASE.items():
+      if name in per_task_metrics:
+        metrics[f"{name}_{suffix}"] = reduce(per_task_metrics[name])
     metrics["meta_grad_norm"] = otu.tree_norm(direction)
     return direction, metrics
 
@@ -109,19 +126,24 @@ def imaml(loss_fn: LossFn,
           lam: float,
           cg_steps: int = 5,
           system: Union[str, implicit_lib.LinearSystem] = "exact",
-          cg_tol: float = 0.0) -> Learner:
+          cg_tol: float = 0.0,
+          cg_method: str = "jax") -> Learner:
   r"""iMAML (Rajeswaran et al. 2019, Algorithm 2) with any inner solver.
 
   Per task: :math:`\phi = \mathrm{solver}(G(\cdot, \theta; D_{tr}))`,
   :math:`g = \nabla_\phi L(\phi; D_{test})`, and the meta-gradient
   :math:`(I + H/\lambda)^{-1} g` by ``cg_steps`` of CG. Metrics add
-  ``cg_residual`` (:math:`\|g - A v\|`) and ``cg_relative_residual``.
+  ``cg_residual`` (:math:`\|g - A v\|`), ``cg_relative_residual``,
+  ``cg_curvature`` (see :class:`imaml_jax.ImplicitInfo`) and
+  ``cg_negative_curvature``, the fraction of tasks whose CG met
+  :math:`p^\top A p \le 0`.
 
   Args:
     loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
     solver: :func:`imaml_jax.gradient_descent` (iMAML-GD) or
       :func:`imaml_jax.newton_cg` (iMAML-HF).
-    lam, cg_steps, system, cg_tol: as for :func:`imaml_jax.implicit_adapt`.
+    lam, cg_steps, system, cg_tol, cg_method: as for
+      :func:`imaml_jax.implicit_adapt`.
 
   Returns:
     A learner ``(theta, tasks, key) -> (meta_gradient, metrics)``.
@@ -143,7 +165,7 @@ def imaml(loss_fn: LossFn,
     Rajeswaran et al., "Meta-Learning with Implicit Gradients", NeurIPS 2019.
   """
   adapt = implicit_lib.implicit_adapt(loss_fn, solver, lam, cg_steps, system,
-                                      cg_tol)
+                                      cg_tol, cg_method)
 
   def per_task(theta, task):
     phi, info = adapt.solve(theta, task.support)
@@ -152,6 +174,8 @@ def imaml(loss_fn: LossFn,
     metrics = _task_metrics(loss_fn, theta, phi, task, info, query_loss, lam)
     metrics["cg_residual"] = cg_info.residual
     metrics["cg_relative_residual"] = cg_info.relative_residual
+    metrics["cg_curvature"] = cg_info.curvature
+    metrics["cg_negative_curvature"] = cg_info.negative_curvature
     return meta_grad, metrics
 
   return _batched(per_task, adapt)

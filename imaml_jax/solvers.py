@@ -35,11 +35,15 @@ class SolverInfo(NamedTuple):
       once ``grad_norm <= tol``, or when the line search finds no decrease).
     losses: objective value before each iteration, shape ``(max_steps,)``;
       ``losses[0]`` is the loss at ``init``.
+    grad_norms: ``||grad fun||`` before each iteration, shape
+      ``(max_steps,)``; ``grad_norm / grad_norms[0]`` is how much of the
+      initial gradient the solve removed.
   """
   loss: jax.Array
   grad_norm: jax.Array
   steps: jax.Array
   losses: jax.Array
+  grad_norms: jax.Array
 
 
 def _check_positive_int(name: str, value: int) -> None:
@@ -56,10 +60,12 @@ def _check_nonnegative(name: str, value: float, strict: bool = False) -> None:
 
 
 def _finish(fun: Objective, params: PyTree, steps: jax.Array,
-            losses: jax.Array) -> tuple[PyTree, SolverInfo]:
+            history: tuple[jax.Array, jax.Array]
+            ) -> tuple[PyTree, SolverInfo]:
   loss, grad = jax.value_and_grad(fun)(params)
+  losses, grad_norms = history
   return params, SolverInfo(loss=loss, grad_norm=otu.tree_norm(grad),
-                            steps=steps, losses=losses)
+                            steps=steps, losses=losses, grad_norms=grad_norms)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,13 +87,15 @@ class GradientDescent:
     def step(carry, _):
       params, moved = carry
       loss, grad = value_and_grad(params)
-      move = otu.tree_norm(grad) > self.tol
+      grad_norm = otu.tree_norm(grad)
+      move = grad_norm > self.tol
       new = otu.tree_add_scale(params, -self.learning_rate, grad)
-      return (otu.tree_where(move, new, params), moved + move), loss
+      return (otu.tree_where(move, new, params), moved + move), (loss,
+                                                                 grad_norm)
 
-    (params, moved), losses = jax.lax.scan(
+    (params, moved), history = jax.lax.scan(
         step, (init, jnp.zeros((), jnp.int32)), None, length=self.steps)
-    return _finish(fun, params, moved, losses)
+    return _finish(fun, params, moved, history)
 
 
 def gradient_descent(steps: int, learning_rate: float, tol: float = 0.0
@@ -128,12 +136,13 @@ class CGInfo(NamedTuple):
   """Diagnostics of :func:`truncated_cg`."""
   residual: jax.Array        # ||b - A x|| at exit
   min_curvature: jax.Array   # smallest p^T A p / p^T p met
-  negative_curvature: jax.Array  # True if CG stopped at p^T A p <= 0
+  negative_curvature: jax.Array  # True if CG met p^T A p <= 0
   iterations: jax.Array      # iterations that updated x
 
 
 def truncated_cg(matvec: Callable[[PyTree], PyTree], b: PyTree, steps: int,
-                 tol: float = 0.0) -> tuple[PyTree, CGInfo]:
+                 tol: float = 0.0, stop_at_nonpositive: bool = True
+                 ) -> tuple[PyTree, CGInfo]:
   r"""Conjugate gradient for :math:`A x = b` from :math:`x_0 = 0`, truncated.
 
   Runs at most ``steps`` iterations and stops early (by masking, so it
@@ -142,13 +151,17 @@ def truncated_cg(matvec: Callable[[PyTree], PyTree], b: PyTree, steps: int,
   methods do (Nocedal & Wright, Alg. 7.1). If that happens at the first
   iteration it returns ``b`` itself, so for :math:`b = -\nabla f` the result is
   always a descent direction. ``jax.scipy.sparse.linalg.cg`` has no such
-  safeguard, which an indefinite Newton system needs.
+  safeguard, which an indefinite Newton system needs. Either way it reports
+  the smallest curvature :math:`p^\top A p / p^\top p` of its search
+  directions, a lower estimate of how definite :math:`A` is along the solve.
 
   Args:
     matvec: ``v -> A v`` on pytrees.
     b: right-hand side pytree.
     steps: maximum number of iterations (static).
     tol: absolute residual norm at which to stop.
+    stop_at_nonpositive: stop at the first direction with
+      :math:`p^\top A p \le 0` (``False``: plain CG, which only records it).
 
   Returns:
     ``(x, CGInfo)``.
@@ -166,10 +179,11 @@ def truncated_cg(matvec: Callable[[PyTree], PyTree], b: PyTree, steps: int,
     curv = pap / jnp.where(pp > 0, pp, 1.0)
     converged = jnp.sqrt(rr) <= tol
     nonpositive = pap <= 0
-    stop = done | converged | nonpositive
+    stop = done | converged | (nonpositive & stop_at_nonpositive)
     # Non-positive curvature at the first iteration: fall back to b.
-    x = otu.tree_where(~done & nonpositive & (i == 0), b, x)
-    alpha = rr / jnp.where(stop, 1.0, pap)
+    if stop_at_nonpositive:
+      x = otu.tree_where(~done & nonpositive & (i == 0), b, x)
+    alpha = rr / jnp.where(stop | (pap == 0), 1.0, pap)
     x_new = otu.tree_add_scale(x, alpha, p)
     r_new = otu.tree_add_scale(r, -alpha, ap)
     rr_new = otu.tree_vdot(r_new, r_new)
@@ -240,13 +254,15 @@ class NewtonCG:
       t, value, _ = jax.lax.while_loop(
           lambda s: insufficient(s[0], s[1]) & (s[2] < self.max_backtracks),
           backtrack, (jnp.ones_like(loss), trial(1.0), 0))
-      move = (~insufficient(t, value)) & (otu.tree_norm(g) > self.tol)
+      grad_norm = otu.tree_norm(g)
+      move = (~insufficient(t, value)) & (grad_norm > self.tol)
       new = otu.tree_add_scale(params, t, direction)
-      return (otu.tree_where(move, new, params), moved + move), loss
+      return (otu.tree_where(move, new, params), moved + move), (loss,
+                                                                 grad_norm)
 
-    (params, moved), losses = jax.lax.scan(
+    (params, moved), history = jax.lax.scan(
         step, (init, jnp.zeros((), jnp.int32)), None, length=self.steps)
-    return _finish(fun, params, moved, losses)
+    return _finish(fun, params, moved, history)
 
 
 def newton_cg(steps: int, cg_steps: int = 5, damping: float = 0.0,

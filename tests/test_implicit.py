@@ -160,10 +160,7 @@ def test_systems_match_their_dense_matrices():
 
 
 def test_gauss_newton_is_jt_ho_j_and_positive_definite_where_exact_is_not():
-  # Bilinear model y = p0 * p1 * x: its MSE Hessian is indefinite near 0.
-  loss = imaml_jax.mse_loss(lambda p, x: p[0] * p[1] * x)
-  batch = imaml_jax.Batch(jnp.ones((4, 1)), jnp.full((4, 1), 2.0))
-  params = jnp.array([0.1, -0.1])
+  loss, params, batch = bilinear_problem()
   lam = 1.0
   H = jax.hessian(loss)(params, batch)
   exact = jnp.eye(2) + H / lam
@@ -204,7 +201,64 @@ def test_cg_residual_is_reported_and_shrinks_with_cg_steps():
   assert residuals[2] < 1e-4
 
 
+def bilinear_problem():
+  """y = p0 p1 x: at p = (0.1, -0.1) the exact system I + H/lam is indefinite."""
+  loss = imaml_jax.mse_loss(lambda p, x: p[0] * p[1] * x)
+  batch = imaml_jax.Batch(jnp.ones((4, 1)), jnp.full((4, 1), 2.0))
+  return loss, jnp.array([0.1, -0.1]), batch
+
+
+def test_curvature_diagnostics_match_dense_matrix():
+  theta, support, query = nonlinear_problem()
+  lam = 2.0
+  g = jax.grad(mlp_loss)(theta, query)
+  H = dense_hessian(mlp_loss, theta, support)
+  A = jnp.eye(H.shape[0]) + H / lam
+  solver = imaml_jax.gradient_descent(1, 0.1)
+  # jax's CG: curvature is the Rayleigh quotient of the solution.
+  v, info = imaml_jax.implicit_adapt(mlp_loss, solver, lam, cg_steps=3
+                                     ).implicit_gradient(theta, support, g)
+  z = ravel_pytree(v)[0]
+  np.testing.assert_allclose(info.curvature, z @ A @ z / (z @ z), rtol=1e-4)
+  # Truncated CG: the smallest curvature of its directions lies within A's
+  # spectrum, and on this positive definite A it solves as plain CG does.
+  eig = jnp.linalg.eigvalsh(A)
+  assert float(eig.min()) > 0
+  v_t, info_t = imaml_jax.implicit_adapt(
+      mlp_loss, solver, lam, cg_steps=3, cg_method="truncated"
+  ).implicit_gradient(theta, support, g)
+  assert float(eig.min()) - 1e-5 <= float(info_t.curvature) <= float(
+      eig.max()) + 1e-5
+  np.testing.assert_allclose(ravel_pytree(v_t)[0], z, rtol=1e-4, atol=1e-6)
+  assert not bool(info.negative_curvature) and not bool(
+      info_t.negative_curvature)
+
+
+def test_negative_curvature_is_flagged_and_truncated_cg_bounds_the_gradient():
+  loss, params, batch = bilinear_problem()
+  exact_matrix = jnp.eye(2) + jax.hessian(loss)(params, batch)   # lam = 1
+  eig, vecs = jnp.linalg.eigh(exact_matrix)
+  assert float(eig[0]) < 0
+  g = vecs[:, 0]   # CG's first direction has curvature eig[0] < 0
+  solver = imaml_jax.gradient_descent(1, 0.1)
+  infos = {}
+  for system, method in [("exact", "jax"), ("exact", "truncated"),
+                         ("gauss_newton", "jax")]:
+    adapt = imaml_jax.implicit_adapt(loss, solver, 1.0, cg_steps=2,
+                                     system=system, cg_method=method)
+    infos[system, method] = adapt.implicit_gradient(params, batch, g)
+  _, exact = infos["exact", "truncated"]
+  assert bool(exact.negative_curvature) and float(exact.curvature) <= 0
+  v, _ = infos["exact", "truncated"]
+  # Stopped at the first direction of non-positive curvature: returns g.
+  np.testing.assert_allclose(v, g)
+  v_gn, gn = infos["gauss_newton", "jax"]
+  assert not bool(gn.negative_curvature) and float(gn.curvature) >= 1.0 - 1e-6
+  assert float(jnp.linalg.norm(v_gn)) <= float(jnp.linalg.norm(g)) + 1e-6
+
+
 @pytest.mark.parametrize("kwargs,match", [
+    (dict(lam=1.0, cg_method="minres"), "cg_method"),
     (dict(lam=0.0), "lam"),
     (dict(lam=-2.0), "lam"),
     (dict(lam=1.0, cg_steps=0), "cg_steps"),

@@ -100,6 +100,33 @@ def test_truncated_cg_stops_at_negative_curvature_with_descent_direction():
   assert int(info.iterations) == 0
 
 
+def test_plain_cg_mode_matches_jax_cg_and_records_negative_curvature():
+  A = jnp.diag(jnp.array([-1.0, 2.0, 3.0]))
+  b = jnp.array([0.3, 1.0, 1.0])   # b^T A b > 0, but A is indefinite
+  x, info = imaml_jax.truncated_cg(lambda v: A @ v, b, steps=3,
+                                   stop_at_nonpositive=False)
+  x_jax, _ = jax.scipy.sparse.linalg.cg(lambda v: A @ v, b, maxiter=3,
+                                        tol=0.0)
+  np.testing.assert_allclose(x, x_jax, rtol=1e-4, atol=1e-5)
+  assert bool(info.negative_curvature) and float(info.min_curvature) < 0
+
+
+@pytest.mark.parametrize("solver", [imaml_jax.gradient_descent(4, 0.1),
+                                    imaml_jax.newton_cg(4, cg_steps=2)],
+                         ids=["gd", "newton_cg"])
+def test_solver_history_records_loss_and_gradient_norm_before_each_step(
+    solver):
+  f = lambda x: jnp.sum(jnp.array([1.0, 4.0]) * (x - 1.0) ** 2) + jnp.sum(
+      x ** 4)
+  x0 = jnp.array([2.0, -1.0])
+  _, info = solver(f, x0)
+  assert info.losses.shape == info.grad_norms.shape == (4,)
+  np.testing.assert_allclose(info.losses[0], f(x0), rtol=1e-6)
+  np.testing.assert_allclose(info.grad_norms[0],
+                             jnp.linalg.norm(jax.grad(f)(x0)), rtol=1e-6)
+  assert float(info.grad_norm) < float(info.grad_norms[0])
+
+
 @pytest.mark.parametrize("make", [
     lambda: imaml_jax.gradient_descent(0, 0.1),
     lambda: imaml_jax.gradient_descent(3, 0.0),

@@ -46,6 +46,8 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   # (42% / 49% test accuracy on an H100) while "gauss_newton" trains (95.0%
   # after 10,000 meta-steps). Pass --config.system=exact for the paper's.
   c.system = "gauss_newton"     # exact | damped | gauss_newton
+  c.cg_method = "jax"           # jax (plain CG, paper) | truncated (stops at
+                                # non-positive curvature)
   c.newton_steps = 3            # iMAML-HF outer Newton iterations
   if algorithm in ("maml", "fomaml"):   # MAML public code
     c.inner_steps, c.inner_lr = (1, 0.4) if five_way else (5, 0.1)
@@ -53,6 +55,10 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
     c.inner_steps, c.inner_lr = 5, 0.1
   else:
     c.inner_steps, c.inner_lr = (16 if five_way else 25), 0.1
+  # Stability guards (imaml_jax.StabilityThresholds): flags are printed when
+  # they appear and logged with every interval.
+  c.warn_inner_grad_ratio = 0.5
+  c.warn_cg_relative_residual = 1.0
   c.log_every = 50
   c.eval_every = 500
   c.val_episodes = 200

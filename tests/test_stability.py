@@ -1,0 +1,72 @@
+import jax
+import jax.numpy as jnp
+import pytest
+
+import imaml_jax
+
+
+def linear_tasks(n=4, scale=1.0):
+  x = scale * jax.random.normal(jax.random.key(0), (n, 6, 3))
+  w = jax.random.normal(jax.random.key(1), (n, 3, 1))
+  y = x @ w
+  return imaml_jax.Task(imaml_jax.Batch(x, y), imaml_jax.Batch(x, y))
+
+
+LOSS = imaml_jax.mse_loss(lambda w, x: x @ w)
+
+
+def test_unconverged_inner_solve_is_flagged_and_a_converged_one_is_not():
+  tasks = linear_tasks()
+  theta = jnp.zeros((3, 1))
+  flags = {}
+  for steps in (1, 200):
+    learner = imaml_jax.imaml(LOSS, imaml_jax.gradient_descent(steps, 0.05),
+                              lam=1.0)
+    _, metrics = learner(theta, tasks)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    assert metrics["inner_grad_ratio_max"] >= metrics["inner_grad_ratio"]
+    flags[steps] = imaml_jax.stability_flags(metrics)
+  assert "inner_unconverged" in flags[1]
+  assert flags[200] == {}
+
+
+def bilinear_tasks(n=3):
+  # y = p0 p1 x at p = (0.1, 0.1) with support targets 4: the support loss
+  # has curvature far below -lam along (1, 1), the direction of the query
+  # gradient, so CG on I + H/lam meets it at once.
+  x = jnp.ones((n, 4, 1))
+  support = imaml_jax.Batch(x, jnp.full((n, 4, 1), 4.0))
+  query = imaml_jax.Batch(x, jnp.full((n, 4, 1), -4.0))
+  return imaml_jax.Task(support, query)
+
+
+@pytest.mark.parametrize("system,method,flagged", [
+    ("exact", "jax", True),
+    ("exact", "truncated", True),
+    ("gauss_newton", "jax", False),
+])
+def test_negative_curvature_is_flagged_only_for_indefinite_systems(
+    system, method, flagged):
+  loss = imaml_jax.mse_loss(lambda p, x: p[0] * p[1] * x)
+  learner = imaml_jax.imaml(loss, imaml_jax.gradient_descent(1, 1e-3),
+                            lam=0.5, cg_steps=3, system=system,
+                            cg_method=method)
+  _, metrics = learner(jnp.array([0.1, 0.1]), bilinear_tasks())
+  metrics = {k: float(v) for k, v in metrics.items()}
+  flags = imaml_jax.stability_flags(metrics)
+  assert ("cg_negative_curvature" in flags) == flagged
+  assert (metrics["cg_curvature_min"] <= 0) == flagged
+  assert metrics["cg_negative_curvature"] == (1.0 if flagged else 0.0)
+
+
+def test_thresholds_and_nan_metrics():
+  bad_cg = {"cg_relative_residual_max": 3.0, "cg_negative_curvature": 0.25}
+  assert set(imaml_jax.stability_flags(bad_cg)) == {"cg_unconverged",
+                                                    "cg_negative_curvature"}
+  relaxed = imaml_jax.StabilityThresholds(cg_relative_residual=5.0,
+                                          cg_negative_curvature=0.5)
+  assert imaml_jax.stability_flags(bad_cg, relaxed) == {}
+  assert "inner_unconverged" in imaml_jax.stability_flags(
+      {"inner_grad_ratio": float("nan")})
+  # MAML-type metrics carry no CG diagnostics: nothing to flag there.
+  assert imaml_jax.stability_flags({"inner_grad_ratio_max": 0.1}) == {}
