@@ -103,11 +103,16 @@ def make_evaluator(c, learner, loss, queries: int, chunk: int = 100):
   return evaluate
 
 
-def checkpoint_manager(workdir: str):
-  """Orbax manager of ``<workdir>/checkpoints`` keeping the last two."""
+def checkpoint_manager(workdir: str, keep_period: int | None = None):
+  """Orbax manager of ``<workdir>/checkpoints`` keeping the last two.
+
+  With ``keep_period``, checkpoints at multiples of it are kept as well (to
+  evaluate a run at several points of its training).
+  """
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=2, keep_period=keep_period or None, create=True))
 
 
 def restore(manager, like: imaml_jax.TrainState,

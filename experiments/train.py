@@ -44,7 +44,8 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
                                       c.shots, c.train_queries)
   theta = imaml_jax.init_params(model, init_key, example.support.x[0])
   state = imaml_jax.init_train_state(theta, optimizer)
-  manager = common.checkpoint_manager(workdir)
+  manager = common.checkpoint_manager(workdir,
+                                     c.get("keep_checkpoint_every", 0))
   if resume and manager.latest_step() is not None:
     state = common.restore(manager, state)
     print(f"resumed from step {int(state.step)} of {workdir}", flush=True)

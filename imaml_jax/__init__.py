@@ -35,6 +35,8 @@ from imaml_jax.solvers import gradient_descent
 from imaml_jax.solvers import newton_cg
 from imaml_jax.solvers import SolverInfo
 from imaml_jax.solvers import truncated_cg
+from imaml_jax.stability import drawdown
+from imaml_jax.stability import Drawdown
 from imaml_jax.stability import stability_flags
 from imaml_jax.stability import StabilityThresholds
 from imaml_jax.tasks import Batch

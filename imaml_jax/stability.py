@@ -6,12 +6,14 @@ the linear system. docs/stability.md shows the collapse of the paper's setting
 announced by both: an inner solve that stops converging and a CG residual
 above ||g|| on an indefinite system. :func:`stability_flags` turns the
 learners' metrics into named warnings; the training script prints them when
-they appear and records them in its log.
+they appear and records them in its log. :func:`drawdown` is the collapse
+criterion the long stability check (``benchmarks/stability.py``) applies.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+import math
+from typing import Mapping, NamedTuple, Sequence
 
 
 class StabilityThresholds(NamedTuple):
@@ -69,3 +71,41 @@ def stability_flags(metrics: Mapping[str, float],
         f"{100 * negative:.3g}% of tasks; try system='gauss_newton' or "
         f"cg_method='truncated'")
   return flags
+
+
+class Drawdown(NamedTuple):
+  """Largest fall of a curve below its running maximum (see :func:`drawdown`)."""
+  drop: float        # running maximum minus value, at its largest
+  step: int          # where it happened (-1 if no point after the warm-up)
+  peak_step: int     # where the running maximum was set
+
+
+def drawdown(steps: Sequence[int], values: Sequence[float],
+             warmup: int = 200) -> Drawdown:
+  r"""The collapse criterion of docs/stability.md: the largest drop
+  :math:`\max_{t > \text{warmup}} (\max_{s \le t} a_s - a_t)` of a
+  training-accuracy curve: falls are judged after ``warmup`` meta-steps, the
+  running maximum is taken over the whole curve.
+
+  A run "collapses" when the drop exceeds 0.10 (ten accuracy points). NaN
+  values count as a total collapse (drop = inf).
+
+  Examples:
+    >>> import imaml_jax
+    >>> imaml_jax.drawdown([100, 200, 300, 400, 500], [0.5, 0.9, 0.7, 0.6, 0.8])
+    Drawdown(drop=0.30000000000000004, step=400, peak_step=200)
+  """
+  if len(steps) != len(values):
+    raise ValueError(f"steps and values must have the same length, got "
+                     f"{len(steps)} and {len(values)}.")
+  best, best_step, worst = -math.inf, -1, Drawdown(0.0, -1, -1)
+  for step, value in zip(steps, values):
+    if math.isnan(value):
+      if step > warmup:
+        return Drawdown(math.inf, int(step), best_step)
+      continue
+    if value > best:
+      best, best_step = value, int(step)
+    if step > warmup and (best - value > worst.drop or worst.step < 0):
+      worst = Drawdown(best - value, int(step), best_step)
+  return worst

@@ -70,3 +70,22 @@ def test_thresholds_and_nan_metrics():
       {"inner_grad_ratio": float("nan")})
   # MAML-type metrics carry no CG diagnostics: nothing to flag there.
   assert imaml_jax.stability_flags({"inner_grad_ratio_max": 0.1}) == {}
+
+
+def test_drawdown_is_the_largest_fall_below_the_running_maximum():
+  steps = [100, 200, 300, 400, 500, 600]
+  acc = [0.2, 0.9, 0.6, 0.8, 0.7, 0.75]
+  # Falls are judged after the warm-up, against the maximum of the whole
+  # curve: 0.9 at step 200 still counts as the peak.
+  d = imaml_jax.drawdown(steps, acc, warmup=200)
+  assert d.peak_step == 200 and d.step == 300
+  assert d.drop == pytest.approx(0.3)
+  # With the warm-up past that fall, the worst is 0.7 at step 500, still
+  # measured against the peak of 0.9.
+  d = imaml_jax.drawdown(steps, acc, warmup=300)
+  assert (d.step, d.peak_step) == (500, 200) and d.drop == pytest.approx(0.2)
+  assert imaml_jax.drawdown(steps, sorted(acc), warmup=0).drop == 0.0
+  assert imaml_jax.drawdown([300, 400], [0.5, float("nan")]).drop == float(
+      "inf")
+  with pytest.raises(ValueError, match="same length"):
+    imaml_jax.drawdown([1, 2], [0.1])

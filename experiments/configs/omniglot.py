@@ -63,6 +63,7 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   c.eval_every = 500
   c.val_episodes = 200
   c.checkpoint_every = 500
+  c.keep_checkpoint_every = 0   # also keep checkpoints at multiples of this
   c.test_episodes = 600
   c.data_dir = ""               # TFDS data dir; "" = TFDS default
   c.source_dir = common.default_omniglot_dir() or ""   # "" = download
