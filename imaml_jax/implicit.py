@@ -147,11 +147,15 @@ class ImplicitInfo(NamedTuple):
   solution, from the product ``A v`` the residual needs anyway. At or below 0,
   ``A`` is indefinite along the solve and CG's answer is not a solution of a
   positive definite system: ``negative_curvature`` is then True.
+  ``iterations`` counts the CG steps that updated ``v`` with ``"truncated"``
+  (fewer than ``cg_steps`` when it stopped early); jax's CG does not report
+  its count, so with ``"jax"`` it is ``cg_steps``, the most it runs.
   """
   residual: jax.Array       # ||g - A v||
   rhs_norm: jax.Array       # ||g||, to read the residual relative to it
   curvature: jax.Array      # see above
   negative_curvature: jax.Array   # bool: CG met p^T A p <= 0
+  iterations: jax.Array     # see above
 
   @property
   def relative_residual(self) -> jax.Array:
@@ -230,11 +234,14 @@ class ImplicitAdapt:
       vv = jnp.vdot(flat_v, flat_v)
       curvature = jnp.vdot(flat_v, flat_av) / jnp.where(vv > 0, vv, 1.0)
       negative = curvature <= 0
+      iterations = jnp.asarray(self.cg_steps, jnp.int32)
     else:
       curvature, negative = cg_info.min_curvature, cg_info.negative_curvature
+      iterations = cg_info.iterations
     info = ImplicitInfo(residual=jnp.linalg.norm(flat_g - flat_av),
                         rhs_norm=jnp.linalg.norm(flat_g),
-                        curvature=curvature, negative_curvature=negative)
+                        curvature=curvature, negative_curvature=negative,
+                        iterations=iterations)
     return unravel(flat_v), info
 
 

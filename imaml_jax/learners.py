@@ -134,8 +134,8 @@ def imaml(loss_fn: LossFn,
   :math:`g = \nabla_\phi L(\phi; D_{test})`, and the meta-gradient
   :math:`(I + H/\lambda)^{-1} g` by ``cg_steps`` of CG. Metrics add
   ``cg_residual`` (:math:`\|g - A v\|`), ``cg_relative_residual``,
-  ``cg_curvature`` (see :class:`imaml_jax.ImplicitInfo`) and
-  ``cg_negative_curvature``, the fraction of tasks whose CG met
+  ``cg_curvature``, ``cg_iterations`` (see :class:`imaml_jax.ImplicitInfo`)
+  and ``cg_negative_curvature``, the fraction of tasks whose CG met
   :math:`p^\top A p \le 0`.
 
   Args:
@@ -176,6 +176,7 @@ def imaml(loss_fn: LossFn,
     metrics["cg_relative_residual"] = cg_info.relative_residual
     metrics["cg_curvature"] = cg_info.curvature
     metrics["cg_negative_curvature"] = cg_info.negative_curvature
+    metrics["cg_iterations"] = cg_info.iterations.astype(jnp.float32)
     return meta_grad, metrics
 
   return _batched(per_task, adapt)

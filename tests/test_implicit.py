@@ -232,6 +232,7 @@ def test_curvature_diagnostics_match_dense_matrix():
   np.testing.assert_allclose(ravel_pytree(v_t)[0], z, rtol=1e-4, atol=1e-6)
   assert not bool(info.negative_curvature) and not bool(
       info_t.negative_curvature)
+  assert int(info.iterations) == int(info_t.iterations) == 3
 
 
 def test_negative_curvature_is_flagged_and_truncated_cg_bounds_the_gradient():
@@ -250,8 +251,10 @@ def test_negative_curvature_is_flagged_and_truncated_cg_bounds_the_gradient():
   _, exact = infos["exact", "truncated"]
   assert bool(exact.negative_curvature) and float(exact.curvature) <= 0
   v, _ = infos["exact", "truncated"]
-  # Stopped at the first direction of non-positive curvature: returns g.
+  # Stopped at the first direction of non-positive curvature: returns g,
+  # without a CG update.
   np.testing.assert_allclose(v, g)
+  assert int(exact.iterations) == 0
   v_gn, gn = infos["gauss_newton", "jax"]
   assert not bool(gn.negative_curvature) and float(gn.curvature) >= 1.0 - 1e-6
   assert float(jnp.linalg.norm(v_gn)) <= float(jnp.linalg.norm(g)) + 1e-6
