@@ -14,7 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-LOG_SCALE = {"cg_relative_residual", "meta_grad_norm", "inner_grad_norm"}
+LOG_SCALE = {"cg_relative_residual", "cg_relative_residual_max",
+             "meta_grad_norm", "inner_grad_norm", "inner_grad_norm_max",
+             "inner_grad_ratio", "inner_grad_ratio_max", "support_loss_after"}
+ZERO_LINE = {"cg_curvature", "cg_curvature_min"}   # below 0: indefinite system
+COLUMNS = 4
 
 
 def main(argv=None):
@@ -26,7 +30,13 @@ def main(argv=None):
   p.add_argument("--title", default="")
   a = p.parse_args(argv)
   names = a.metrics.split(",")
-  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4))
+  cols = min(COLUMNS, len(names))
+  nrows = -(-len(names) // cols)
+  fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows),
+                           squeeze=False)
+  for ax in axes.flat[len(names):]:
+    ax.axis("off")
+  axes = axes.flat[:len(names)]
   for run in a.runs:
     path, _, label = run.partition("=")
     rows = [json.loads(l) for l in open(path)]
@@ -40,6 +50,8 @@ def main(argv=None):
     ax.set_xlabel("meta-step")
     if name in LOG_SCALE:
       ax.set_yscale("log")
+    if name in ZERO_LINE:
+      ax.axhline(0.0, color="k", lw=0.8, ls="--")
     ax.grid(alpha=0.3)
   axes[0].legend()
   if a.title:
