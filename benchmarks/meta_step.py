@@ -1,11 +1,26 @@
-"""Times one jitted meta-step per algorithm on Omniglot-shaped synthetic tasks.
+"""Meta-step throughput per algorithm, in FLOP/s, against a Python-loop reference.
 
     python -m benchmarks.meta_step                    # 5-way 1-shot, meta-batch 32
-    python -m benchmarks.meta_step --ways 20 --meta_batch 16 --inner_steps 25
+    python -m benchmarks.meta_step --ways 20 --meta_batch 16 --inner_steps 25 \\
+        --maml_steps 5 --maml_lr 0.1
+    python -m benchmarks.meta_step --algorithms imaml_gd --batching   # issue 5.2/5.5
 
 Random images stand in for Omniglot (same shapes, same model and math), so
-this measures speed only. Prints compile time, median seconds per meta-step
-after compilation and tasks per second, one JSON line per algorithm.
+this measures speed only. For each algorithm, the jitted meta-step (task
+sampling, adaptation, meta-gradient, Adam update) is compiled and timed
+(median of ``--repeats`` after compilation); its FLOPs come from XLA's cost
+analysis of the compiled step, and the achieved FLOP/s is compared with a
+dense float32 matmul timed in the same run (``matmul_flops``, this machine's
+practical peak). One JSON line per algorithm.
+
+With ``--batching``, each algorithm is also timed
+
+* at meta-batch 1, giving the batching efficiency
+  time(T tasks) / (T x time(1 task)) (below 1: batching pays);
+* as a Python-loop reference: a jitted single-task meta-gradient called once
+  per task from Python, the directions averaged and Adam applied by a second
+  jitted function -- the same model and math, without ``vmap`` over tasks.
+  ``speedup_vs_loop`` is the reference's time over the batched step's.
 """
 
 from __future__ import annotations
@@ -16,15 +31,16 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import imaml_jax
-from experiments.common import cpu_name
+from experiments.common import hardware
 
 
 def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
   ks, kq = jax.random.split(key)
-  labels = lambda n: jax.numpy.tile(jax.numpy.arange(ways), (meta_batch, n))
+  labels = lambda n: jnp.tile(jnp.arange(ways), (meta_batch, n))
   images = lambda k, n: jax.random.uniform(k, (meta_batch, ways * n, size,
                                                size, 1))
   return imaml_jax.Task(imaml_jax.Batch(images(ks, shots), labels(shots)),
@@ -35,14 +51,85 @@ def learners(loss, a):
   return {
       "imaml_gd": imaml_jax.imaml(
           loss, imaml_jax.gradient_descent(a.inner_steps, a.inner_lr), a.lam,
-          a.cg_steps),
+          a.cg_steps, a.system),
       "imaml_hf": imaml_jax.imaml(
           loss, imaml_jax.newton_cg(a.newton_steps, cg_steps=a.cg_steps),
-          a.lam, a.cg_steps),
+          a.lam, a.cg_steps, a.system),
       "maml": imaml_jax.maml(loss, a.maml_steps, a.maml_lr),
       "fomaml": imaml_jax.fomaml(loss, a.maml_steps, a.maml_lr),
       "reptile": imaml_jax.reptile(loss, a.inner_steps, a.inner_lr),
   }
+
+
+def median_time(fn, repeats: int) -> float:
+  """Median wall time of ``fn()`` (which blocks until its result is ready)."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def flops_of(compiled) -> float:
+  """FLOPs of a compiled XLA computation from its cost analysis (0 if unknown)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):   # older jax: one dict per computation
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+  """Measured float32 FLOP/s of one dense n x n matmul on the default device."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x, y: x @ y)
+  matmul(a, a).block_until_ready()
+  return 2 * n ** 3 / median_time(
+      lambda: matmul(a, a).block_until_ready(), repeats)
+
+
+def time_meta_step(learner, opt, theta, sample, repeats):
+  """(compile seconds, median seconds per step, FLOPs per step)."""
+  step = imaml_jax.make_meta_step(learner, opt, sample)
+  state = imaml_jax.init_train_state(theta, opt)
+  key = jax.random.key(2)
+  start = time.perf_counter()
+  compiled = step.lower(state, key).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(compiled(state, key))   # warm-up
+  seconds = median_time(
+      lambda: jax.block_until_ready(compiled(state, key)), repeats)
+  return compile_s, seconds, flops_of(compiled)
+
+
+def python_loop_reference(learner, opt, theta, sample, meta_batch):
+  """One meta-step that loops over tasks in Python: ``step(state, key)``.
+
+  Tasks are drawn by a jitted sampler; a jitted single-task meta-gradient is
+  called for each (the task picked inside the jitted function, so no extra
+  dispatch), and a jitted Adam step applies the mean direction.
+  """
+  sample = jax.jit(sample)
+
+  @jax.jit
+  def one_task(params, tasks, i):
+    task = jax.tree.map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1, axis=0), tasks)
+    return learner(params, task)[0]
+
+  @jax.jit
+  def update(state, directions):
+    mean = jax.tree.map(lambda *d: sum(d) / len(d), *directions)
+    updates, opt_state = opt.update(mean, state.opt_state, state.params)
+    return imaml_jax.TrainState(optax.apply_updates(state.params, updates),
+                                opt_state, state.step + 1)
+
+  def step(state, key):
+    tasks = sample(jax.random.fold_in(key, state.step))
+    directions = [one_task(state.params, tasks, i) for i in range(meta_batch)]
+    return update(state, directions)
+
+  return step
 
 
 def main(argv=None):
@@ -56,45 +143,55 @@ def main(argv=None):
   p.add_argument("--newton_steps", type=int, default=3)
   p.add_argument("--lam", type=float, default=2.0)
   p.add_argument("--cg_steps", type=int, default=5)
+  p.add_argument("--system", default="exact",
+                 choices=("exact", "damped", "gauss_newton"))
   p.add_argument("--maml_steps", type=int, default=1)
   p.add_argument("--maml_lr", type=float, default=0.4)
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--algorithms", default="imaml_gd,imaml_hf,maml,fomaml,reptile")
+  p.add_argument("--batching", action="store_true",
+                 help="also time meta-batch 1 and the Python-loop reference")
   a = p.parse_args(argv)
 
   model = imaml_jax.omniglot_conv4(a.ways)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
-  sample = lambda k, data=None: synthetic_tasks(k, a.meta_batch, a.ways, a.shots,
-                                     a.queries)
+  sampler = lambda batch: (lambda k, data=None: synthetic_tasks(
+      k, batch, a.ways, a.shots, a.queries))
+  sample = sampler(a.meta_batch)
   theta = imaml_jax.init_params(model, jax.random.key(0),
                                 sample(jax.random.key(1)).support.x[0])
   opt = optax.adam(1e-3)
-  device = jax.devices()[0]
-  hardware = device.device_kind if device.platform != "cpu" else cpu_name()
+  peak = matmul_flops()
+  print(json.dumps({"hardware": hardware(), "matmul_gflops": round(peak / 1e9, 1),
+                    "jax": jax.__version__}), flush=True)
   for name, learner in learners(loss, a).items():
     if name not in a.algorithms.split(","):
       continue
-    step = imaml_jax.make_meta_step(learner, opt, sample)
-    state = imaml_jax.init_train_state(theta, opt)
-    key = jax.random.key(2)
-    start = time.perf_counter()
-    state, metrics = step(state, key)
-    jax.block_until_ready(state)
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(a.repeats):
-      start = time.perf_counter()
-      state, metrics = step(state, key)
-      jax.block_until_ready(state)
-      times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    print(json.dumps({
+    compile_s, seconds, flops = time_meta_step(learner, opt, theta, sample,
+                                               a.repeats)
+    row = {
         "algorithm": name, "ways": a.ways, "shots": a.shots,
-        "meta_batch": a.meta_batch, "platform": device.platform,
-        "hardware": hardware, "compile_s": round(compile_s, 2),
-        "s_per_step": round(median, 4),
-        "tasks_per_s": round(a.meta_batch / median, 1),
-        "query_loss": round(float(metrics["query_loss"]), 4)}), flush=True)
+        "meta_batch": a.meta_batch, "system": a.system if "imaml" in name
+        else None, "hardware": hardware(), "compile_s": round(compile_s, 2),
+        "s_per_step": round(seconds, 4),
+        "tasks_per_s": round(a.meta_batch / seconds, 1),
+        "gflop_per_step": round(flops / 1e9, 2),
+        "gflops": round(flops / seconds / 1e9, 1),
+        "fraction_of_matmul": round(flops / seconds / peak, 3)}
+    if a.batching:
+      _, one, _ = time_meta_step(learner, opt, theta, sampler(1), a.repeats)
+      loop = python_loop_reference(learner, opt, theta, sample, a.meta_batch)
+      state = imaml_jax.init_train_state(theta, opt)
+      key = jax.random.key(2)
+      jax.block_until_ready(loop(state, key))   # compile
+      loop_s = median_time(lambda: jax.block_until_ready(loop(state, key)),
+                           a.repeats)
+      row.update({"s_per_step_1_task": round(one, 4),
+                  "batching_efficiency": round(seconds / (a.meta_batch * one),
+                                               3),
+                  "s_per_step_python_loop": round(loop_s, 4),
+                  "speedup_vs_loop": round(loop_s / seconds, 2)})
+    print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

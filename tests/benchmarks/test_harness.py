@@ -1,0 +1,71 @@
+"""The benchmark harness's bookkeeping, on hand-written logs (no training)."""
+
+import json
+
+from benchmarks import meta_step
+from benchmarks import stability
+from experiments import plot_runs
+
+
+def write_log(path, rows):
+  with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_train_curve_accumulates_interval_times_and_skips_replayed_steps(
+    tmp_path):
+  rows = [{"kind": "train", "step": 50, "query_accuracy": 0.5,
+           "seconds_per_step": 0.2},
+          {"kind": "validation", "step": 50, "accuracy": 0.4},
+          {"kind": "train", "step": 100, "query_accuracy": 0.7,
+           "seconds_per_step": 0.4},
+          # A resumed run restarts after its last checkpoint and may log a
+          # step it already logged: counted once.
+          {"kind": "train", "step": 100, "query_accuracy": 0.1,
+           "seconds_per_step": 9.0},
+          {"kind": "train", "step": 200, "query_accuracy": 0.6,
+           "seconds_per_step": 0.1}]
+  write_log(tmp_path / "metrics.jsonl", rows)
+  steps, acc, seconds = stability.train_curve(str(tmp_path))
+  assert steps == [50, 100, 200]
+  assert acc == [0.5, 0.7, 0.6]
+  assert seconds == [10.0, 30.0, 40.0]   # 50 x 0.2, + 50 x 0.4, + 100 x 0.1
+
+
+def test_stability_table_names_collapsed_runs():
+  summary = {"run": "gd5w", "config": "5way1shot-imaml_gd", "overrides": {},
+             "meta_steps": 5000, "train_minutes": 20.5, "max_drop": 0.15,
+             "drop_step": 3000, "collapsed": True,
+             "tests": [{"step": 1000, "accuracy": 0.9, "ci95": 0.01,
+                        "train_minutes": 4.1}]}
+  table = stability.table([summary])
+  assert "| gd5w |" in table and "YES" in table and "15.0 pts (3000)" in table
+  assert "90.00 ± 1.00% (1000, 4.1)" in table
+
+
+def test_every_stability_run_meets_the_issue_step_counts():
+  # Issue 4's acceptance: 5-way runs >= 5,000 meta-steps, 20-way >= 2,000.
+  for name in ("gd5w", "hf5w", "gd20w", "hf20w"):
+    c = stability.config_for(name)
+    assert c.meta_steps >= (5000 if c.ways == 5 else 2000), name
+    assert c.algorithm == {"gd": "imaml_gd", "hf": "imaml_hf"}[name[:2]]
+
+
+def test_cost_analysis_counts_a_matmul():
+  import jax
+  import jax.numpy as jnp
+  x = jnp.ones((8, 16))
+  compiled = jax.jit(lambda a, b: a @ b).lower(x, x.T).compile()
+  assert meta_step.flops_of(compiled) == 2 * 8 * 16 * 8
+
+
+def test_plot_runs_writes_a_png_with_curvature_panels(tmp_path):
+  rows = [{"kind": "train", "step": s, "query_accuracy": 0.1 * s,
+           "cg_curvature_min": 1.0 - s, "cg_relative_residual": 0.1}
+          for s in (1, 2, 3)]
+  write_log(tmp_path / "a.jsonl", rows)
+  out = tmp_path / "a.png"
+  plot_runs.main([str(out), f"{tmp_path / 'a.jsonl'}=run a", "--metrics",
+                  "query_accuracy,cg_curvature_min,cg_relative_residual,"
+                  "query_accuracy,query_accuracy"])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
