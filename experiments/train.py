@@ -55,11 +55,18 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(c.to_json(indent=2))
 
+  # The task batch is split over a "tasks" mesh axis (one device: the plain
+  # meta-step); each device draws its share of the episodes itself.
+  mesh = imaml_jax.task_mesh(c.get("num_devices", 1))
+  per_device = imaml_jax.device_share(c.meta_batch, mesh)
+
   def sample(k, images):
-    return imaml_jax.sample_episodes(k, images, c.meta_batch, c.ways, c.shots,
+    return imaml_jax.sample_episodes(k, images, per_device, c.ways, c.shots,
                                      c.train_queries)
 
-  step = imaml_jax.make_meta_step(learner, optimizer, sample)
+  step = imaml_jax.make_sharded_meta_step(learner, optimizer, sample, mesh)
+  state = imaml_jax.replicate(state, mesh)
+  train_images = imaml_jax.replicate(train_images, mesh)
   evaluate = common.make_evaluator(c, learner, loss, c.test_queries)
   log_file = open(os.path.join(workdir, "metrics.jsonl"), "a")
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
@@ -105,8 +112,10 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   def save(s):
     manager.save(int(s.step), args=ocp.args.StandardSave(s))
 
-  print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}, workdir "
-        f"{workdir}", flush=True)
+  devices = mesh.shape[imaml_jax.distributed.TASKS]
+  print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}"
+        + (f" x {devices} devices ({per_device} tasks each)" if devices > 1
+           else "") + f", workdir {workdir}", flush=True)
   try:
     state, _ = imaml_jax.run(
         step, state, train_key, c.meta_steps, log_every=c.log_every,

@@ -6,6 +6,10 @@ The public API is what this module re-exports; see the README for a map.
 from imaml_jax.data.episodes import sample_episodes
 from imaml_jax.data.episodes import with_rotations
 from imaml_jax.data.sinusoid import sample_sinusoid_tasks
+from imaml_jax.distributed import device_share
+from imaml_jax.distributed import make_sharded_meta_step
+from imaml_jax.distributed import replicate
+from imaml_jax.distributed import task_mesh
 from imaml_jax.evaluate import adapt_and_evaluate
 from imaml_jax.evaluate import mean_ci95
 from imaml_jax.implicit import damped_system

@@ -36,6 +36,7 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   c.seed = 0
   c.meta_batch = 32 if five_way else 16
   c.meta_lr = 1e-3
+  c.num_devices = 1             # devices on the "tasks" mesh axis; 0 = all
   c.meta_lr_schedule = "constant"   # constant (paper) | cosine (decay to 0)
   c.meta_steps = 20_000
   # iMAML (paper, Table 2 caption; authors' README)

@@ -97,3 +97,22 @@ def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
   assert int(a.step) == int(b.step) == steps
   import jax
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_two_device_run_trains_and_its_checkpoint_evaluates_on_one_device(
+    omniglot_data_dir, tmp_path):
+  from experiments import evaluate
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  cmd = command(str(tmp_path), omniglot_data_dir, 10) + [
+      "--config.num_devices=2", "--config.eval_every=10"]
+  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "x 2 devices (2 tasks each)" in out.stdout
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in rows if r["kind"] == "train"] == [5, 10]
+  assert all(np.isfinite(r["query_loss"]) for r in rows if r["kind"] == "train")
+  # This process has one device: the replicated checkpoint restores here.
+  results = evaluate.evaluate(str(tmp_path), episodes=20)
+  assert results["meta_steps"] == 10 and 0.0 < results["accuracy"] <= 1.0

@@ -1,0 +1,175 @@
+"""Meta-batches sharded over devices: the meta-step on a ``tasks`` mesh axis.
+
+The task batch is split over the devices of a one-axis mesh (``"tasks"``);
+each device draws its share of tasks with its own key, adapts them and
+computes their meta-gradient, and the directions are averaged across devices
+(``jax.lax.pmean``) before the optax update, which runs replicated. It is
+:func:`imaml_jax.make_meta_step` under ``jax.shard_map``; on a one-device mesh
+it computes exactly what the unsharded step does. Several hosts work the same
+way once ``jax.distributed.initialize`` has run: the mesh then spans every
+process's devices (docs/distributed.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import numpy as np
+import optax
+import optax.tree_utils as otu
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from imaml_jax import tasks as tasks_lib
+from imaml_jax import train as train_lib
+
+PyTree = Any
+TASKS = "tasks"
+
+
+def task_mesh(num_devices: Optional[int] = None,
+              devices: Optional[Sequence[jax.Device]] = None
+              ) -> jax.sharding.Mesh:
+  """A one-axis mesh named ``"tasks"`` over the first ``num_devices`` devices.
+
+  Args:
+    num_devices: how many devices; ``None`` or 0 for all of ``devices``.
+    devices: defaults to ``jax.devices()`` (every process's devices).
+
+  Examples:
+    >>> import imaml_jax
+    >>> mesh = imaml_jax.task_mesh(1)
+    >>> mesh.axis_names, mesh.shape["tasks"]
+    (('tasks',), 1)
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(devices) if not num_devices else num_devices
+  if not isinstance(n, int) or n < 1 or n > len(devices):
+    raise ValueError(f"num_devices must be an integer in [1, {len(devices)}] "
+                     f"(the devices available) or 0 for all; got "
+                     f"{num_devices!r}.")
+  return jax.sharding.Mesh(np.array(devices[:n]), (TASKS,))
+
+
+def replicate(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
+  """Places every array of ``tree`` on all devices of ``mesh`` (replicated).
+
+  With several processes (after ``jax.distributed.initialize``) every process
+  must pass the same values; each contributes the copies of its own devices.
+  """
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      tree)
+
+
+def device_share(meta_batch: int, mesh: jax.sharding.Mesh) -> int:
+  """Tasks per device: ``meta_batch / devices``, which must be a whole number."""
+  n = mesh.shape[TASKS]
+  if meta_batch % n:
+    raise ValueError(f"the meta-batch ({meta_batch}) must be divisible by the "
+                     f"number of devices on the 'tasks' axis ({n}).")
+  return meta_batch // n
+
+
+def _reduce_metrics(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Across devices: worst cases by max/min, everything else by mean."""
+  out = {}
+  for name, value in metrics.items():
+    if name.endswith("_max"):
+      out[name] = jax.lax.pmax(value, TASKS)
+    elif name.endswith("_min"):
+      out[name] = jax.lax.pmin(value, TASKS)
+    else:
+      out[name] = jax.lax.pmean(value, TASKS)
+  return out
+
+
+def make_sharded_meta_step(
+    learner: Callable[..., tuple[PyTree, dict[str, jax.Array]]],
+    optimizer: optax.GradientTransformation,
+    sample_tasks: Callable[[jax.Array, Any], tasks_lib.Task],
+    mesh: jax.sharding.Mesh,
+) -> Callable[..., tuple[train_lib.TrainState, dict[str, jax.Array]]]:
+  r"""The jitted meta-step with the task batch sharded over ``mesh``.
+
+  .. math:: \text{direction} = \frac{1}{D} \sum_{d=1}^{D}
+            \text{learner}(\theta, \text{tasks}_d), \qquad
+            \text{tasks}_d = \text{sample\_tasks}(\text{fold\_in}(k, d))
+
+  Device :math:`d` of the :math:`D` on the ``"tasks"`` axis draws its own
+  tasks with the step's key folded with :math:`d`. On a one-device mesh the
+  step is :func:`imaml_jax.make_meta_step`'s program (``shard_map`` would
+  only change XLA's fusion, hence the last bits), so one device reproduces
+  an unsharded run bit for bit. Directions and metrics are averaged over devices (worst-case
+  metrics ``*_max`` / ``*_min`` by max / min; ``meta_grad_norm`` is the norm
+  of the averaged direction); parameters and optimizer state stay replicated.
+
+  Args:
+    learner: as for :func:`imaml_jax.make_meta_step`.
+    optimizer: any optax transformation.
+    sample_tasks: ``sample_tasks(key, data) -> Task`` drawing *one device's
+      share* of the meta-batch (see :func:`device_share`).
+    mesh: a mesh with a ``"tasks"`` axis, e.g. :func:`task_mesh`.
+
+  Returns:
+    ``step(state, key, data=None) -> (state, metrics)``, jitted; pass ``state``
+    and ``data`` placed with :func:`replicate`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)
+    >>> def sample(key, data):   # 4 tasks per device
+    ...   x = jax.random.normal(key, (4, 10, 2))
+    ...   return imaml_jax.Task(imaml_jax.Batch(x, x[..., :1]),
+    ...                         imaml_jax.Batch(x, x[..., :1]))
+    >>> mesh = imaml_jax.task_mesh()
+    >>> opt = optax.adam(1e-2)
+    >>> step = imaml_jax.make_sharded_meta_step(
+    ...     imaml_jax.fomaml(loss, 1, 0.1), opt, sample, mesh)
+    >>> state = imaml_jax.replicate(
+    ...     imaml_jax.init_train_state(jnp.zeros((2, 1)), opt), mesh)
+    >>> state, metrics = step(state, jax.random.key(0))
+    >>> int(state.step)
+    1
+  """
+  if TASKS not in mesh.axis_names:
+    raise ValueError(f"the mesh needs a {TASKS!r} axis; its axes are "
+                     f"{mesh.axis_names}.")
+  devices = mesh.shape[TASKS]
+
+  def local(params, key, data):
+    task_key, learner_key = jax.random.split(key)
+    if devices > 1:
+      index = jax.lax.axis_index(TASKS)
+      task_key = jax.random.fold_in(task_key, index)
+      learner_key = jax.random.fold_in(learner_key, index)
+    tasks = sample_tasks(task_key, data)
+    direction, metrics = learner(params, tasks, learner_key)
+    direction = jax.lax.pmean(direction, TASKS)
+    metrics = _reduce_metrics(metrics)
+    if "meta_grad_norm" in metrics:
+      metrics["meta_grad_norm"] = otu.tree_norm(direction)
+    return direction, metrics
+
+  if devices == 1:   # shard_map adds nothing: keep the unsharded program
+    return train_lib.make_meta_step(learner, optimizer, sample_tasks)
+  # check_vma=False: the inner solvers linearise functions of the replicated
+  # theta and the per-device tasks together, which the varying-manual-axes
+  # checker rejects; every output is made device-invariant by pmean above.
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()),
+                          out_specs=(P(), P()), check_vma=False)
+
+  def step(state: train_lib.TrainState, key: jax.Array, data: Any = None):
+    key = jax.random.fold_in(key, state.step)
+    direction, metrics = sharded(state.params, key, data)
+    updates, opt_state = optimizer.update(direction, state.opt_state,
+                                          state.params)
+    params = optax.apply_updates(state.params, updates)
+    return train_lib.TrainState(params, opt_state, state.step + 1), metrics
+
+  return jax.jit(step)
