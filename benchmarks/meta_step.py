@@ -48,16 +48,17 @@ def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
 
 
 def learners(loss, a):
+  chunk = dict(task_chunk=getattr(a, "task_chunk", None) or None)
   return {
       "imaml_gd": imaml_jax.imaml(
           loss, imaml_jax.gradient_descent(a.inner_steps, a.inner_lr), a.lam,
-          a.cg_steps, a.system),
+          a.cg_steps, a.system, **chunk),
       "imaml_hf": imaml_jax.imaml(
           loss, imaml_jax.newton_cg(a.newton_steps, cg_steps=a.cg_steps),
-          a.lam, a.cg_steps, a.system),
-      "maml": imaml_jax.maml(loss, a.maml_steps, a.maml_lr),
-      "fomaml": imaml_jax.fomaml(loss, a.maml_steps, a.maml_lr),
-      "reptile": imaml_jax.reptile(loss, a.inner_steps, a.inner_lr),
+          a.lam, a.cg_steps, a.system, **chunk),
+      "maml": imaml_jax.maml(loss, a.maml_steps, a.maml_lr, **chunk),
+      "fomaml": imaml_jax.fomaml(loss, a.maml_steps, a.maml_lr, **chunk),
+      "reptile": imaml_jax.reptile(loss, a.inner_steps, a.inner_lr, **chunk),
   }
 
 
@@ -149,6 +150,8 @@ def main(argv=None):
   p.add_argument("--maml_lr", type=float, default=0.4)
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--algorithms", default="imaml_gd,imaml_hf,maml,fomaml,reptile")
+  p.add_argument("--task_chunk", type=int, default=0,
+                 help="vmap this many tasks per lax.map iteration (0: all)")
   p.add_argument("--batching", action="store_true",
                  help="also time meta-batch 1 and the Python-loop reference")
   a = p.parse_args(argv)
@@ -171,8 +174,8 @@ def main(argv=None):
                                                a.repeats)
     row = {
         "algorithm": name, "ways": a.ways, "shots": a.shots,
-        "meta_batch": a.meta_batch, "system": a.system if "imaml" in name
-        else None, "hardware": hardware(), "compile_s": round(compile_s, 2),
+        "meta_batch": a.meta_batch, "task_chunk": a.task_chunk or None,
+        "system": a.system if "imaml" in name else None, "hardware": hardware(), "compile_s": round(compile_s, 2),
         "s_per_step": round(seconds, 4),
         "tasks_per_s": round(a.meta_batch / seconds, 1),
         "gflop_per_step": round(flops / 1e9, 2),

@@ -91,22 +91,35 @@ _WORST_CASE = {"inner_grad_norm": ("max", jnp.max),
 
 def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
                                 tuple[PyTree, Metrics]],
-             adapt: Callable[[PyTree, PyTree], PyTree]) -> Learner:
+             adapt: Callable[[PyTree, PyTree], PyTree],
+             task_chunk: Optional[int] = None) -> Learner:
   """Lifts ``per_task(theta, task)`` to a learner averaging over a task batch.
 
   Metrics are task means; a few diagnostics also get their worst case over
   the batch (``*_max`` / ``*_min``, see ``_WORST_CASE``), since one bad task
   hides in a mean. The learner carries ``learner.adapt(theta, support) ->
   phi``, the task adaptation it trains for, to evaluate with.
+
+  ``task_chunk``: ``None`` vmaps over the whole task batch; an integer runs
+  ``jax.lax.map`` over chunks of that many vmapped tasks (same result; on a
+  CPU the smaller working set can be faster, see docs/benchmarks.md).
   """
+  if task_chunk is not None and (not isinstance(task_chunk, int)
+                                 or task_chunk < 1):
+    raise ValueError(f"task_chunk must be None or an integer >= 1, got "
+                     f"{task_chunk!r}.")
 
   def learner(theta: PyTree, tasks: tasks_lib.Task,
               key: Optional[jax.Array] = None) -> tuple[PyTree, Metrics]:
     del key  # deterministic learners
     proximal.check_params(theta, "theta")
     tasks_lib.check_tasks(tasks, batched=True)
-    directions, per_task_metrics = jax.vmap(per_task, in_axes=(None, 0))(
-        theta, tasks)
+    if task_chunk is None:
+      directions, per_task_metrics = jax.vmap(per_task, in_axes=(None, 0))(
+          theta, tasks)
+    else:   # a loop over chunks of task_chunk vmapped tasks
+      directions, per_task_metrics = jax.lax.map(
+          lambda task: per_task(theta, task), tasks, batch_size=task_chunk)
     direction = jax.tree.map(lambda d: jnp.mean(d, axis=0), directions)
     metrics = {k: jnp.mean(m.astype(jnp.float32) if m.dtype == bool else m,
                            axis=0)
@@ -127,7 +140,8 @@ def imaml(loss_fn: LossFn,
           cg_steps: int = 5,
           system: Union[str, implicit_lib.LinearSystem] = "exact",
           cg_tol: float = 0.0,
-          cg_method: str = "jax") -> Learner:
+          cg_method: str = "jax",
+          task_chunk: Optional[int] = None) -> Learner:
   r"""iMAML (Rajeswaran et al. 2019, Algorithm 2) with any inner solver.
 
   Per task: :math:`\phi = \mathrm{solver}(G(\cdot, \theta; D_{tr}))`,
@@ -144,6 +158,8 @@ def imaml(loss_fn: LossFn,
       :func:`imaml_jax.newton_cg` (iMAML-HF).
     lam, cg_steps, system, cg_tol, cg_method: as for
       :func:`imaml_jax.implicit_adapt`.
+    task_chunk: ``None`` to ``vmap`` over all tasks at once, or how many
+      tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
 
   Returns:
     A learner ``(theta, tasks, key) -> (meta_gradient, metrics)``.
@@ -179,10 +195,11 @@ def imaml(loss_fn: LossFn,
     metrics["cg_iterations"] = cg_info.iterations.astype(jnp.float32)
     return meta_grad, metrics
 
-  return _batched(per_task, adapt)
+  return _batched(per_task, adapt, task_chunk)
 
 
-def maml(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
+def maml(loss_fn: LossFn, steps: int, learning_rate: float,
+         task_chunk: Optional[int] = None) -> Learner:
   r"""MAML (Finn et al. 2017): differentiate through the unrolled inner loop.
 
   .. math:: \phi = \theta - \alpha \sum_k \nabla L(\phi_k; D_{tr}), \qquad
@@ -215,10 +232,11 @@ def maml(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
         meta_loss, has_aux=True)(theta)
     return grad, _task_metrics(loss_fn, theta, phi, task, info, query_loss)
 
-  return _batched(per_task, finetune(loss_fn, solver))
+  return _batched(per_task, finetune(loss_fn, solver), task_chunk)
 
 
-def fomaml(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
+def fomaml(loss_fn: LossFn, steps: int, learning_rate: float,
+           task_chunk: Optional[int] = None) -> Learner:
   r"""First-order MAML: the query gradient at the adapted parameters.
 
   .. math:: \text{direction} = \nabla_\phi L(\phi; D_{test}), \qquad
@@ -234,10 +252,11 @@ def fomaml(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
     query_loss, grad = jax.value_and_grad(loss_fn)(phi, task.query)
     return grad, _task_metrics(loss_fn, theta, phi, task, info, query_loss)
 
-  return _batched(per_task, finetune(loss_fn, solver))
+  return _batched(per_task, finetune(loss_fn, solver), task_chunk)
 
 
-def reptile(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
+def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
+            task_chunk: Optional[int] = None) -> Learner:
   r"""Reptile (Nichol, Achiam, Schulman 2018): move theta towards phi.
 
   .. math:: \text{direction} = \theta - \phi, \qquad
@@ -258,5 +277,5 @@ def reptile(loss_fn: LossFn, steps: int, learning_rate: float) -> Learner:
     return (otu.tree_sub(theta, phi),
             _task_metrics(loss_fn, theta, phi, task, info, query_loss))
 
-  return _batched(per_task, finetune(loss_fn, solver))
+  return _batched(per_task, finetune(loss_fn, solver), task_chunk)
 

@@ -88,13 +88,15 @@ def tiny_classification_tasks(key, num_tasks=3, ways=3):
 
 
 @pytest.mark.parametrize("make", [
-    lambda loss: imaml_jax.imaml(loss, imaml_jax.gradient_descent(3, 0.1),
-                                 lam=2.0, cg_steps=3),
-    lambda loss: imaml_jax.imaml(loss, imaml_jax.newton_cg(2, cg_steps=2),
-                                 lam=2.0, cg_steps=3, system="gauss_newton"),
-    lambda loss: imaml_jax.maml(loss, 2, 0.1),
-    lambda loss: imaml_jax.reptile(loss, 2, 0.1),
-], ids=["imaml_gd", "imaml_hf_gn", "maml", "reptile"])
+    lambda loss, **kw: imaml_jax.imaml(
+        loss, imaml_jax.gradient_descent(3, 0.1), lam=2.0, cg_steps=3, **kw),
+    lambda loss, **kw: imaml_jax.imaml(
+        loss, imaml_jax.newton_cg(2, cg_steps=2), lam=2.0, cg_steps=3,
+        system="gauss_newton", **kw),
+    lambda loss, **kw: imaml_jax.maml(loss, 2, 0.1, **kw),
+    lambda loss, **kw: imaml_jax.fomaml(loss, 2, 0.1, **kw),
+    lambda loss, **kw: imaml_jax.reptile(loss, 2, 0.1, **kw),
+], ids=["imaml_gd", "imaml_hf_gn", "maml", "fomaml", "reptile"])
 def test_vmap_over_tasks_equals_loop_over_tasks(make):
   model = imaml_jax.Conv4(num_classes=3, filters=4)
   tasks = tiny_classification_tasks(jax.random.key(2))
@@ -116,6 +118,17 @@ def test_vmap_over_tasks_equals_loop_over_tasks(make):
                              np.mean([s[1]["query_loss"] for s in singles]),
                              rtol=1e-5)
   assert 0.0 <= float(metrics["query_accuracy"]) <= 1.0
+  # Chunks of 2 of the 3 tasks (a lax.map over vmapped chunks, with a
+  # remainder): the same meta-gradient and metrics.
+  chunked = jax.jit(make(imaml_jax.cross_entropy_loss(
+      imaml_jax.apply_fn(model)), task_chunk=2))
+  direction, chunk_metrics = chunked(theta, tasks, None)
+  diff = np.linalg.norm(flat(direction) - flat(batched))
+  assert diff <= 1e-4 * np.linalg.norm(flat(batched)), diff
+  assert chunk_metrics.keys() == metrics.keys()
+  for name in metrics:
+    np.testing.assert_allclose(chunk_metrics[name], metrics[name], rtol=1e-4,
+                               atol=1e-5, err_msg=name)
 
 
 def test_imaml_reports_cg_residual_and_composes_with_adam():
@@ -127,6 +140,12 @@ def test_imaml_reports_cg_residual_and_composes_with_adam():
   opt = optax.adam(1e-2)
   updates, _ = opt.update(grad, opt.init(theta), theta)
   assert jax.tree.structure(updates) == jax.tree.structure(theta)
+
+
+def test_task_chunk_must_be_a_positive_integer():
+  for bad in (0, -1, 2.5):
+    with pytest.raises(ValueError, match="task_chunk"):
+      imaml_jax.maml(LOSS, 1, 0.1, task_chunk=bad)
 
 
 def test_learners_reject_bad_input():
