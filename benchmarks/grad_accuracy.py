@@ -50,10 +50,13 @@ def cg_history(matvec, b, steps):
   def body(state, _):
     x, r, p, rr = state
     ap = matvec(p)
-    alpha = rr / jnp.vdot(p, ap)
+    pap = jnp.vdot(p, ap)
+    # Once CG has converged exactly (rr = 0), later iterates stay put.
+    alpha = jnp.where(rr > 0, rr / jnp.where(pap == 0, 1.0, pap), 0.0)
     x, r = x + alpha * p, r - alpha * ap
     rr_new = jnp.vdot(r, r)
-    return (x, r, r + rr_new / rr * p, rr_new), x
+    beta = jnp.where(rr > 0, rr_new / jnp.where(rr > 0, rr, 1.0), 0.0)
+    return (x, r, r + beta * p, rr_new), x
 
   init = (jnp.zeros_like(b), b, b, jnp.vdot(b, b))
   return jax.lax.scan(body, init, None, length=steps)[1]

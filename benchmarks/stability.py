@@ -38,7 +38,7 @@ RUNS = {
     "hf5w": ("5way1shot-imaml_hf", dict(_BUDGET, meta_batch=8), 5000, 1000),
     "gd20w": ("20way1shot-imaml_gd", dict(lam=0.5, meta_batch=2), 2000, 500),
     "hf20w": ("20way1shot-imaml_hf", dict(lam=0.5, meta_batch=2), 2000, 500),
-    "maml5w": ("5way1shot-maml", dict(meta_batch=32), 4000, 1000),
+    "maml5w": ("5way1shot-maml", dict(meta_batch=32), 2500, 500),
     "maml20w": ("20way1shot-maml", dict(meta_batch=2), 2000, 500),
 }
 COLLAPSE_DROP = 0.10

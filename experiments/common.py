@@ -20,17 +20,20 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def build_learner(c, loss):
   """The learner a config names, with its inner-loop settings."""
+  chunk = c.get("task_chunk", 0) or None   # 0: vmap over the whole batch
   if c.algorithm == "imaml_gd":
     solver = imaml_jax.gradient_descent(c.inner_steps, c.inner_lr)
   elif c.algorithm == "imaml_hf":
     solver = imaml_jax.newton_cg(c.newton_steps, cg_steps=c.cg_steps)
   elif c.algorithm in ("maml", "fomaml", "reptile"):
-    return getattr(imaml_jax, c.algorithm)(loss, c.inner_steps, c.inner_lr)
+    return getattr(imaml_jax, c.algorithm)(loss, c.inner_steps, c.inner_lr,
+                                           task_chunk=chunk)
   else:
     raise ValueError(f"unknown algorithm {c.algorithm!r}; expected one of "
                      f"{', '.join(ALGORITHMS)}.")
   return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system,
-                         cg_method=c.get("cg_method", "jax"))
+                         cg_method=c.get("cg_method", "jax"),
+                         task_chunk=chunk)
 
 
 def meta_optimizer(c) -> optax.GradientTransformation:
