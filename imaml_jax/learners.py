@@ -174,8 +174,8 @@ def imaml(loss_fn: LossFn,
     >>> tasks = imaml_jax.Task(imaml_jax.Batch(x, x[..., :1]),
     ...                        imaml_jax.Batch(x, x[..., 1:2]))
     >>> grad, metrics = learner(jnp.zeros((3, 1)), tasks, None)
-    >>> grad.shape, sorted(metrics)[:3]
-    ((3, 1), ['cg_relative_residual', 'cg_residual', 'distance'])
+    >>> grad.shape, {"cg_residual", "cg_iterations", "distance"} <= set(metrics)
+    ((3, 1), True)
 
   References:
     Rajeswaran et al., "Meta-Learning with Implicit Gradients", NeurIPS 2019.
