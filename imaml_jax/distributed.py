@@ -104,9 +104,10 @@ def make_sharded_meta_step(
   tasks with the step's key folded with :math:`d`. On a one-device mesh the
   step is :func:`imaml_jax.make_meta_step`'s program (``shard_map`` would
   only change XLA's fusion, hence the last bits), so one device reproduces
-  an unsharded run bit for bit. Directions and metrics are averaged over devices (worst-case
-  metrics ``*_max`` / ``*_min`` by max / min; ``meta_grad_norm`` is the norm
-  of the averaged direction); parameters and optimizer state stay replicated.
+  an unsharded run bit for bit. Directions and metrics are averaged over
+  devices (worst-case metrics ``*_max`` / ``*_min`` by max / min;
+  ``meta_grad_norm`` is the norm of the averaged direction); parameters and
+  optimizer state stay replicated.
 
   Args:
     learner: as for :func:`imaml_jax.make_meta_step`.
