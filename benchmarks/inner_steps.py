@@ -62,16 +62,12 @@ def measure(algorithm: str, steps: int, a) -> dict:
   tasks = meta_step.synthetic_tasks(jax.random.key(1), a.meta_batch, a.ways,
                                     a.shots, a.queries)
   theta = imaml_jax.init_params(model, jax.random.key(0), tasks.support.x[0])
-  learner = {
-      "imaml_gd": lambda: imaml_jax.imaml(
-          loss, imaml_jax.gradient_descent(steps, a.inner_lr), a.lam,
-          a.cg_steps),
-      "imaml_hf": lambda: imaml_jax.imaml(
-          loss, imaml_jax.newton_cg(steps, cg_steps=a.cg_steps), a.lam,
-          a.cg_steps),
-      "maml": lambda: imaml_jax.maml(loss, steps, a.inner_lr),
-      "fomaml": lambda: imaml_jax.fomaml(loss, steps, a.inner_lr),
-  }[algorithm]()
+  # K inner steps of every kind (GD, Newton-CG, unrolled), one learning rate.
+  settings = argparse.Namespace(
+      inner_steps=steps, newton_steps=steps, maml_steps=steps,
+      inner_lr=a.inner_lr, maml_lr=a.inner_lr, lam=a.lam,
+      cg_steps=a.cg_steps, system="exact", task_chunk=0)
+  learner = meta_step.learners(loss, settings)[algorithm]
   meta_gradient = jax.jit(lambda th, t: learner(th, t)[0])
   start = time.perf_counter()
   compiled = meta_gradient.lower(theta, tasks).compile()

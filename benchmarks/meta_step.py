@@ -49,8 +49,23 @@ def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
                         imaml_jax.Batch(images(kq, queries), labels(queries)))
 
 
+def add_learner_args(p: argparse.ArgumentParser, system: str = "exact"):
+  """The flags :func:`learners` reads (protocol values for 5-way 1-shot)."""
+  p.add_argument("--inner_steps", type=int, default=16)
+  p.add_argument("--inner_lr", type=float, default=0.1)
+  p.add_argument("--newton_steps", type=int, default=3)
+  p.add_argument("--lam", type=float, default=2.0)
+  p.add_argument("--cg_steps", type=int, default=5)
+  p.add_argument("--system", default=system,
+                 choices=("exact", "damped", "gauss_newton"))
+  p.add_argument("--maml_steps", type=int, default=1)
+  p.add_argument("--maml_lr", type=float, default=0.4)
+  p.add_argument("--task_chunk", type=int, default=0,
+                 help="vmap this many tasks per lax.map iteration (0: all)")
+
+
 def learners(loss, a):
-  chunk = dict(task_chunk=getattr(a, "task_chunk", None) or None)
+  chunk = dict(task_chunk=a.task_chunk or None)
   return {
       "imaml_gd": imaml_jax.imaml(
           loss, imaml_jax.gradient_descent(a.inner_steps, a.inner_lr), a.lam,
@@ -157,9 +172,7 @@ def python_loop_reference(learner, opt, theta, sample, meta_batch):
   @jax.jit
   def update(state, directions):
     mean = jax.tree.map(lambda *d: sum(d) / len(d), *directions)
-    updates, opt_state = opt.update(mean, state.opt_state, state.params)
-    return imaml_jax.TrainState(optax.apply_updates(state.params, updates),
-                                opt_state, state.step + 1)
+    return imaml_jax.train.apply_direction(opt, state, mean)
 
   def step(state, key):
     tasks = sample(jax.random.fold_in(key, state.step))
@@ -175,19 +188,9 @@ def main(argv=None):
   p.add_argument("--shots", type=int, default=1)
   p.add_argument("--queries", type=int, default=1)
   p.add_argument("--meta_batch", type=int, default=32)
-  p.add_argument("--inner_steps", type=int, default=16)
-  p.add_argument("--inner_lr", type=float, default=0.1)
-  p.add_argument("--newton_steps", type=int, default=3)
-  p.add_argument("--lam", type=float, default=2.0)
-  p.add_argument("--cg_steps", type=int, default=5)
-  p.add_argument("--system", default="exact",
-                 choices=("exact", "damped", "gauss_newton"))
-  p.add_argument("--maml_steps", type=int, default=1)
-  p.add_argument("--maml_lr", type=float, default=0.4)
+  add_learner_args(p)
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--algorithms", default="imaml_gd,imaml_hf,maml,fomaml,reptile")
-  p.add_argument("--task_chunk", type=int, default=0,
-                 help="vmap this many tasks per lax.map iteration (0: all)")
   p.add_argument("--flops_only", action="store_true",
                  help="only print the loop-free FLOP model per algorithm")
   p.add_argument("--batching", action="store_true",

@@ -21,12 +21,13 @@ import os
 import subprocess
 import sys
 
+from benchmarks import meta_step
+
 
 def measure(a, devices: int) -> dict:
   import jax   # pylint: disable=import-outside-toplevel
   import optax   # pylint: disable=import-outside-toplevel
   import imaml_jax   # pylint: disable=import-outside-toplevel
-  from benchmarks import meta_step   # pylint: disable=import-outside-toplevel
   from experiments.common import hardware   # pylint: disable=import-outside-toplevel
 
   mesh = imaml_jax.task_mesh(devices)
@@ -60,15 +61,7 @@ def main(argv=None):
   p.add_argument("--meta_batch", type=int, default=32)
   p.add_argument("--ways", type=int, default=5)
   p.add_argument("--repeats", type=int, default=10)
-  # The learner settings of benchmarks.meta_step (protocol values).
-  p.add_argument("--inner_steps", type=int, default=16)
-  p.add_argument("--inner_lr", type=float, default=0.1)
-  p.add_argument("--newton_steps", type=int, default=3)
-  p.add_argument("--lam", type=float, default=2.0)
-  p.add_argument("--cg_steps", type=int, default=5)
-  p.add_argument("--system", default="gauss_newton")
-  p.add_argument("--maml_steps", type=int, default=1)
-  p.add_argument("--maml_lr", type=float, default=0.4)
+  meta_step.add_learner_args(p, system="gauss_newton")
   p.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
   a = p.parse_args(argv)
   if a.one:

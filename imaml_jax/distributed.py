@@ -168,9 +168,6 @@ def make_sharded_meta_step(
   def step(state: train_lib.TrainState, key: jax.Array, data: Any = None):
     key = jax.random.fold_in(key, state.step)
     direction, metrics = sharded(state.params, key, data)
-    updates, opt_state = optimizer.update(direction, state.opt_state,
-                                          state.params)
-    params = optax.apply_updates(state.params, updates)
-    return train_lib.TrainState(params, opt_state, state.step + 1), metrics
+    return train_lib.apply_direction(optimizer, state, direction), metrics
 
   return jax.jit(step)

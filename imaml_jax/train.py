@@ -77,12 +77,18 @@ def make_meta_step(
     task_key, learner_key = jax.random.split(key)
     tasks = sample_tasks(task_key, data)
     direction, metrics = learner(state.params, tasks, learner_key)
-    updates, opt_state = optimizer.update(direction, state.opt_state,
-                                          state.params)
-    params = optax.apply_updates(state.params, updates)
-    return TrainState(params, opt_state, state.step + 1), metrics
+    return apply_direction(optimizer, state, direction), metrics
 
   return jax.jit(step)
+
+
+def apply_direction(optimizer: optax.GradientTransformation,
+                    state: TrainState, direction: PyTree) -> TrainState:
+  """One optax update of the meta-parameters along ``direction``."""
+  updates, opt_state = optimizer.update(direction, state.opt_state,
+                                        state.params)
+  return TrainState(optax.apply_updates(state.params, updates), opt_state,
+                    state.step + 1)
 
 
 class Hook(NamedTuple):
