@@ -30,16 +30,12 @@ import json
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-import matplotlib
+import numpy as np
+import optax
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-import optax  # pylint: disable=wrong-import-position
-
-import imaml_jax  # pylint: disable=wrong-import-position
-from experiments import common  # pylint: disable=wrong-import-position
-from imaml_jax.data import omniglot  # pylint: disable=wrong-import-position
+import imaml_jax
+from experiments import common
+from imaml_jax.data import omniglot
 
 SYSTEMS = ("exact", "damped", "gauss_newton")
 
@@ -62,8 +58,12 @@ def cg_history(matvec, b, steps):
   return jax.lax.scan(body, init, None, length=steps)[1]
 
 
-def measure(loss, theta, tasks, lam, max_cg, inner_steps, inner_lr):
+def measure(loss, theta, tasks, lam, max_cg, inner_steps, inner_lr,
+            solver=None):
   """Per task and system: CG iterates against the dense solutions.
+
+  Each task is adapted by ``solver`` (default: ``inner_steps`` GD steps of
+  ``inner_lr``, as in training).
 
   Returns, per system, the cosine and relative error of each iterate v_k
   against the paper's exact solution (I + H/lam)^-1 g, the relative error
@@ -71,7 +71,7 @@ def measure(loss, theta, tasks, lam, max_cg, inner_steps, inner_lr):
   on it), the smallest eigenvalue of the system's matrix, and the distance
   between iterate 5 and the library's implicit gradient.
   """
-  solver = imaml_jax.gradient_descent(inner_steps, inner_lr)
+  solver = solver or imaml_jax.gradient_descent(inner_steps, inner_lr)
 
   def one(task):
     adapt = imaml_jax.implicit_adapt(loss, solver, lam)
@@ -138,7 +138,7 @@ def main(argv=None):
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
   train = imaml_jax.with_rotations(jax.device_put(omniglot.load_omniglot(
       "train", data_dir=a.data_dir or None,
-      source_dir=common.default_omniglot_dir())))
+      source_dir=common.default_source_dir("omniglot"))))
   tasks = imaml_jax.sample_episodes(jax.random.key(1), train, a.tasks, 5, 1, 5)
   theta = imaml_jax.init_params(model, jax.random.key(0), tasks.support.x[0])
   size = ravel_pytree(theta)[0].size
@@ -173,6 +173,9 @@ def main(argv=None):
 
 
 def plot(rows, a, size):
+  import matplotlib   # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")   # here, not at import: notebooks use the harness
+  import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
   phases = list(dict.fromkeys(r["phase"] for r in rows))
   fig, axes = plt.subplots(3, len(phases) * len(a.lam),
                            figsize=(4 * len(phases) * len(a.lam), 9.6),

@@ -50,6 +50,26 @@ def _reset_peak_rss() -> None:
     f.write("5")
 
 
+def settings(steps: int, inner_lr: float, lam: float, cg_steps: int
+             ) -> argparse.Namespace:
+  """:func:`benchmarks.meta_step.learners` flags with K inner steps of every
+  kind (GD, Newton-CG on the Hessian, unrolled), one learning rate, the
+  paper's exact system."""
+  return argparse.Namespace(
+      inner_steps=steps, newton_steps=steps, maml_steps=steps,
+      inner_lr=inner_lr, maml_lr=inner_lr, lam=lam, cg_steps=cg_steps,
+      system="exact", task_chunk=0, newton_curvature="hessian",
+      newton_cg_steps=0)
+
+
+def xla_memory_mb(compiled) -> float:
+  """MB of buffers a compiled computation needs at once (XLA's analysis):
+  arguments + outputs + temporaries - aliased."""
+  mem = compiled.memory_analysis()
+  return (mem.argument_size_in_bytes + mem.output_size_in_bytes +
+          mem.temp_size_in_bytes - mem.alias_size_in_bytes) / 2 ** 20
+
+
 def measure(algorithm: str, steps: int, a) -> dict:
   """Compiles and times one (algorithm, K) in this process."""
   import jax   # pylint: disable=import-outside-toplevel
@@ -62,12 +82,8 @@ def measure(algorithm: str, steps: int, a) -> dict:
   tasks = meta_step.synthetic_tasks(jax.random.key(1), a.meta_batch, a.ways,
                                     a.shots, a.queries)
   theta = imaml_jax.init_params(model, jax.random.key(0), tasks.support.x[0])
-  # K inner steps of every kind (GD, Newton-CG, unrolled), one learning rate.
-  settings = argparse.Namespace(
-      inner_steps=steps, newton_steps=steps, maml_steps=steps,
-      inner_lr=a.inner_lr, maml_lr=a.inner_lr, lam=a.lam,
-      cg_steps=a.cg_steps, system="exact", task_chunk=0)
-  learner = meta_step.learners(loss, settings)[algorithm]
+  learner = meta_step.learners(
+      loss, settings(steps, a.inner_lr, a.lam, a.cg_steps))[algorithm]
   meta_gradient = jax.jit(lambda th, t: learner(th, t)[0])
   start = time.perf_counter()
   compiled = meta_gradient.lower(theta, tasks).compile()
@@ -78,13 +94,11 @@ def measure(algorithm: str, steps: int, a) -> dict:
   jax.block_until_ready(compiled(theta, tasks))   # warm-up
   seconds = meta_step.median_time(
       lambda: jax.block_until_ready(compiled(theta, tasks)), a.repeats)
-  xla_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes +
-               mem.temp_size_in_bytes - mem.alias_size_in_bytes)
   return {"algorithm": algorithm, "inner_steps": steps, "ways": a.ways,
           "shots": a.shots, "queries": a.queries, "meta_batch": a.meta_batch,
           "hardware": hardware(), "compile_s": round(compile_s, 2),
           "seconds": round(seconds, 4),
-          "xla_memory_mb": round(xla_bytes / 2 ** 20, 2),
+          "xla_memory_mb": round(xla_memory_mb(compiled), 2),
           "xla_temp_mb": round(mem.temp_size_in_bytes / 2 ** 20, 2),
           "rss_peak_mb": round(_status_mb("VmHWM"), 1),
           "rss_growth_mb": round(_status_mb("VmHWM") - rss_before, 1)}

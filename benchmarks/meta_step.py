@@ -54,6 +54,10 @@ def add_learner_args(p: argparse.ArgumentParser, system: str = "exact"):
   p.add_argument("--inner_steps", type=int, default=16)
   p.add_argument("--inner_lr", type=float, default=0.1)
   p.add_argument("--newton_steps", type=int, default=3)
+  p.add_argument("--newton_curvature", default="hessian",
+                 choices=imaml_jax.solvers.CURVATURES)
+  p.add_argument("--newton_cg_steps", type=int, default=0,
+                 help="CG steps per Newton system (0: --cg_steps)")
   p.add_argument("--lam", type=float, default=2.0)
   p.add_argument("--cg_steps", type=int, default=5)
   p.add_argument("--system", default=system,
@@ -71,7 +75,9 @@ def learners(loss, a):
           loss, imaml_jax.gradient_descent(a.inner_steps, a.inner_lr), a.lam,
           a.cg_steps, a.system, **chunk),
       "imaml_hf": imaml_jax.imaml(
-          loss, imaml_jax.newton_cg(a.newton_steps, cg_steps=a.cg_steps),
+          loss, imaml_jax.newton_cg(
+              a.newton_steps, cg_steps=a.newton_cg_steps or a.cg_steps,
+              curvature=a.newton_curvature),
           a.lam, a.cg_steps, a.system, **chunk),
       "maml": imaml_jax.maml(loss, a.maml_steps, a.maml_lr, **chunk),
       "fomaml": imaml_jax.fomaml(loss, a.maml_steps, a.maml_lr, **chunk),
@@ -112,7 +118,8 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
   * MAML: K gradients forward, K HVP-like products back, + 1 query gradient;
   * FOMAML: K gradients + 1 query gradient; Reptile: K gradients;
 
-  times the meta-batch. Sampling, metrics and Adam are not counted.
+  times the meta-batch. Sampling, metrics and Adam are not counted, and
+  Gauss-Newton products are counted as HVPs (they cost somewhat less).
   """
   one = lambda b: jax.tree.map(lambda x: x[0], b)
   cost = lambda f, *args: flops_of(jax.jit(f).lower(*args).compile())
@@ -122,7 +129,8 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
   query = cost(lambda p, b: jax.grad(loss)(p, b), theta, one(tasks.query))
   per_task = {
       "imaml_gd": a.inner_steps * grad + a.cg_steps * hvp + query,
-      "imaml_hf": a.newton_steps * (grad + a.cg_steps * hvp)
+      "imaml_hf": a.newton_steps * (grad + (a.newton_cg_steps or a.cg_steps)
+                                    * hvp)
                   + a.cg_steps * hvp + query,
       "maml": a.maml_steps * (grad + hvp) + query,
       "fomaml": a.maml_steps * grad + query,

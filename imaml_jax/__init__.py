@@ -25,6 +25,7 @@ from imaml_jax.learners import imaml
 from imaml_jax.learners import maml
 from imaml_jax.learners import reptile
 from imaml_jax.losses import cross_entropy_loss
+from imaml_jax.losses import gauss_newton_product
 from imaml_jax.losses import mse_loss
 from imaml_jax.losses import SupervisedLoss
 from imaml_jax.models import apply_fn
@@ -34,6 +35,7 @@ from imaml_jax.models import mini_imagenet_conv4
 from imaml_jax.models import MLP
 from imaml_jax.models import omniglot_conv4
 from imaml_jax.proximal import proximal_loss
+from imaml_jax.proximal import TaskObjective
 from imaml_jax.solvers import CGInfo
 from imaml_jax.solvers import gradient_descent
 from imaml_jax.solvers import newton_cg

@@ -25,6 +25,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
+from imaml_jax import losses
 from imaml_jax import proximal
 from imaml_jax import solvers as solvers_lib
 from imaml_jax import tasks as tasks_lib
@@ -102,24 +103,10 @@ def gauss_newton_system(
   """
 
   def system(loss_fn, params, batch, lam):
-    predict = predict_fn or getattr(loss_fn, "predict", None)
-    output_loss = output_loss_fn or getattr(loss_fn, "output_loss", None)
-    if predict is None or output_loss is None:
-      raise ValueError(
-          "gauss_newton_system needs the loss split as output_loss(predict("
-          "params, batch), batch): pass predict_fn and output_loss_fn, or use "
-          "a loss from imaml_jax.losses (cross_entropy_loss, mse_loss); got "
-          f"loss_fn={loss_fn!r}.")
-    outputs, jvp_fn = jax.linearize(lambda p: predict(p, batch), params)
-    vjp_fn = jax.linear_transpose(jvp_fn, params)
-    output_grad = lambda o: jax.grad(output_loss)(o, batch)
-
-    def matvec(v):
-      ho_jv = jax.jvp(output_grad, (outputs,), (jvp_fn(v),))[1]
-      (ggn_v,) = vjp_fn(ho_jv)
-      return otu.tree_add_scale(v, 1.0 / lam, ggn_v)
-
-    return matvec
+    predict, output_loss = losses.split_loss(loss_fn, predict_fn,
+                                             output_loss_fn)
+    ggn = losses.gauss_newton_product(predict, output_loss, params, batch)
+    return lambda v: otu.tree_add_scale(v, 1.0 / lam, ggn(v))
 
   return system
 
@@ -210,8 +197,8 @@ class ImplicitAdapt:
     """Runs the inner solver on G(., theta; batch) from ``theta``."""
     proximal.check_params(theta, "theta")
     tasks_lib.check_batch(batch, "support")
-    G = proximal.proximal_loss(self.loss_fn, self.lam)
-    phi, info = self.solver(lambda p: G(p, theta, batch), theta)
+    objective = proximal.TaskObjective(self.loss_fn, self.lam, theta, batch)
+    phi, info = self.solver(objective, theta)
     proximal.check_same_structure(phi, theta, "solver output", "theta")
     return phi, info
 

@@ -9,11 +9,15 @@ what makes the implicit meta-gradient well defined.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
+
+from imaml_jax import losses
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -100,3 +104,41 @@ def proximal_loss(loss_fn: LossFn, lam: float
         otu.tree_sub(phi, theta), squared=True)
 
   return G
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["theta", "batch"],
+                   meta_fields=["loss_fn", "lam"])
+@dataclasses.dataclass(frozen=True)
+class TaskObjective:
+  r"""The inner objective :math:`\phi \mapsto G(\phi, \theta; D)` of one task.
+
+  Callable as ``objective(phi) -> scalar``, which is all an inner solver needs;
+  it also gives curvature products of :math:`G` for second-order solvers
+  (``newton_cg(..., curvature="gauss_newton")``). :meth:`ImplicitAdapt.solve
+  <imaml_jax.ImplicitAdapt.solve>` hands one to the solver. A pytree
+  (``theta`` and ``batch`` are its leaves), so it passes through ``jit``.
+
+  Attributes:
+    loss_fn: the task loss :math:`L`.
+    lam: the proximal strength :math:`\lambda`.
+    theta: the meta-parameters.
+    batch: the task's training data :math:`D`.
+  """
+  loss_fn: LossFn
+  lam: float
+  theta: PyTree
+  batch: PyTree
+
+  def __call__(self, phi: PyTree) -> jax.Array:
+    return proximal_loss(self.loss_fn, self.lam)(phi, self.theta, self.batch)
+
+  def gauss_newton(self, phi: PyTree) -> Callable[[PyTree], PyTree]:
+    r"""``v -> (J^T H_o J + lam I) v``: the Gauss-Newton matrix of G at phi.
+
+    Positive definite; needs a loss split as ``output_loss(predict(.))``
+    (see :func:`imaml_jax.gauss_newton_product`).
+    """
+    predict, output_loss = losses.split_loss(self.loss_fn)
+    ggn = losses.gauss_newton_product(predict, output_loss, phi, self.batch)
+    return lambda v: otu.tree_add_scale(ggn(v), self.lam, v)

@@ -23,6 +23,7 @@ import optax.tree_utils as otu
 
 PyTree = Any
 Objective = Callable[[PyTree], jax.Array]
+CURVATURES = ("hessian", "gauss_newton")
 
 
 class SolverInfo(NamedTuple):
@@ -211,10 +212,14 @@ class NewtonCG:
   armijo: float = 1e-4
   shrink: float = 0.5
   tol: float = 0.0
+  curvature: str = "hessian"
 
   def __post_init__(self):
     _check_positive_int("steps", self.steps)
     _check_positive_int("cg_steps", self.cg_steps)
+    if self.curvature not in CURVATURES:
+      raise ValueError(f"curvature must be one of {CURVATURES}, got "
+                       f"{self.curvature!r}.")
     _check_positive_int("max_backtracks", self.max_backtracks)
     _check_nonnegative("damping", self.damping)
     _check_nonnegative("tol", self.tol)
@@ -223,18 +228,30 @@ class NewtonCG:
     if not 0.0 < self.shrink < 1.0:
       raise ValueError(f"shrink must lie in (0, 1), got {self.shrink!r}.")
 
+  def _curvature(self, fun: Objective
+                 ) -> Callable[[PyTree], Callable[[PyTree], PyTree]]:
+    """``params -> (v -> B v)``, B the Hessian or Gauss-Newton matrix of fun."""
+    if self.curvature == "hessian":
+      grad = jax.grad(fun)
+      return lambda params: lambda v: jax.jvp(grad, (params,), (v,))[1]
+    if not callable(getattr(fun, "gauss_newton", None)):
+      raise TypeError(
+          "newton_cg(curvature='gauss_newton') needs an objective with a "
+          "gauss_newton(params) -> matvec method, such as the "
+          "imaml_jax.TaskObjective that implicit_adapt passes its solver; got "
+          f"{fun!r}.")
+    return fun.gauss_newton
+
   def __call__(self, fun: Objective, init: PyTree
                ) -> tuple[PyTree, SolverInfo]:
     value_and_grad = jax.value_and_grad(fun)
-    grad = jax.grad(fun)
+    curvature = self._curvature(fun)
 
     def step(carry, _):
       params, moved = carry
       loss, g = value_and_grad(params)
-
-      def matvec(v):
-        hv = jax.jvp(grad, (params,), (v,))[1]
-        return otu.tree_add_scale(hv, self.damping, v)
+      product = curvature(params)
+      matvec = lambda v: otu.tree_add_scale(product(v), self.damping, v)
 
       direction, _ = truncated_cg(matvec, otu.tree_scale(-1.0, g),
                                   self.cg_steps)
@@ -267,14 +284,21 @@ class NewtonCG:
 
 def newton_cg(steps: int, cg_steps: int = 5, damping: float = 0.0,
               max_backtracks: int = 10, armijo: float = 1e-4,
-              shrink: float = 0.5, tol: float = 0.0) -> NewtonCG:
+              shrink: float = 0.5, tol: float = 0.0,
+              curvature: str = "hessian") -> NewtonCG:
   r"""Inner solver: Hessian-free Newton-CG with a backtracking line search.
 
   Each iteration solves the damped Newton system with :func:`truncated_cg`
   (Hessian-vector products by forward-over-reverse differentiation):
 
   .. math::
-    (\nabla^2 f(\phi_k) + \mu I)\, d_k = -\nabla f(\phi_k)
+    (B_k + \mu I)\, d_k = -\nabla f(\phi_k)
+
+  where :math:`B_k = \nabla^2 f(\phi_k)` (``curvature="hessian"``, the
+  paper's Newton-CG) or, for Hessian-free optimisation in the sense of Martens
+  (2010), the positive definite Gauss-Newton matrix of
+  :class:`imaml_jax.TaskObjective` (``curvature="gauss_newton"``), whose
+  products skip the network's second derivatives.
 
   then takes :math:`\phi_{k+1} = \phi_k + t d_k` with the largest
   :math:`t \in \{1, s, s^2, \dots\}` satisfying the Armijo condition
@@ -291,6 +315,9 @@ def newton_cg(steps: int, cg_steps: int = 5, damping: float = 0.0,
     armijo: sufficient-decrease constant :math:`c \in (0, 1)`.
     shrink: backtracking factor :math:`s \in (0, 1)`.
     tol: iterations are skipped once :math:`\|\nabla f\| \le` ``tol``.
+    curvature: ``"hessian"`` (any ``fun``) or ``"gauss_newton"`` (``fun``
+      must have a ``gauss_newton(params) -> matvec`` method, as the objective
+      :func:`imaml_jax.implicit_adapt` passes does).
 
   Returns:
     A solver ``solver(fun, init) -> (params, SolverInfo)``.
@@ -306,7 +333,8 @@ def newton_cg(steps: int, cg_steps: int = 5, damping: float = 0.0,
 
   References:
     Rajeswaran et al., "Meta-Learning with Implicit Gradients", NeurIPS 2019,
-    Sec. 5 (iMAML-HF); Nocedal & Wright, "Numerical Optimization", Alg. 7.1.
+    Sec. 5 (iMAML-HF); Nocedal & Wright, "Numerical Optimization", Alg. 7.1;
+    Martens, "Deep learning via Hessian-free optimization", ICML 2010.
   """
   return NewtonCG(steps, cg_steps, damping, max_backtracks, armijo, shrink,
-                  tol)
+                  tol, curvature)

@@ -40,3 +40,26 @@ def test_non_floating_params_are_rejected():
     proximal.check_params({"w": jnp.arange(3)})
   with pytest.raises(ValueError, match="empty"):
     proximal.check_params({})
+
+
+def test_task_objective_is_G_and_its_gauss_newton_matrix_is_dense_jt_ho_j():
+  kx, ky, kp, kt = jax.random.split(jax.random.key(0), 4)
+  apply = lambda p, x: jnp.tanh(x @ p)
+  loss = imaml_jax.cross_entropy_loss(apply)
+  batch = imaml_jax.Batch(x=jax.random.normal(kx, (5, 3)),
+                          y=jax.random.randint(ky, (5,), 0, 2))
+  theta, phi, lam = (jax.random.normal(kt, (3, 2)),
+                     jax.random.normal(kp, (3, 2)), 0.3)
+  objective = imaml_jax.TaskObjective(loss, lam, theta, batch)
+  np.testing.assert_allclose(
+      objective(phi), imaml_jax.proximal_loss(loss, lam)(phi, theta, batch),
+      rtol=1e-6)
+  J = jax.jacobian(lambda p: apply(p, batch.x).ravel())(phi).reshape(10, 6)
+  outputs = apply(phi, batch.x)
+  Ho = jax.hessian(lambda o: loss.output_loss(o.reshape(5, 2), batch))(
+      outputs.ravel())
+  dense = J.T @ Ho @ J + lam * jnp.eye(6)
+  matvec = objective.gauss_newton(phi)
+  got = jnp.stack([matvec(e.reshape(3, 2)).ravel() for e in jnp.eye(6)], 1)
+  np.testing.assert_allclose(got, dense, rtol=1e-5, atol=1e-6)
+  assert float(jnp.linalg.eigvalsh(got).min()) >= lam - 1e-6
