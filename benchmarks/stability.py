@@ -32,12 +32,19 @@ from experiments.configs import omniglot
 # Budget settings shared by the CPU runs (docs/stability.md says how they
 # differ from the paper's): 5 query images per class in training, lam 0.5.
 _BUDGET = dict(train_queries=5, lam=0.5)
+_HESSIAN_HF = dict(newton_curvature="hessian", newton_steps=3,
+                   newton_cg_steps=5)
 RUNS = {
     # name: (config argument, overrides, meta-steps, checkpoint to keep every)
     "gd5w": ("5way1shot-imaml_gd", dict(_BUDGET, meta_batch=8), 5000, 1000),
     "hf5w": ("5way1shot-imaml_hf", dict(_BUDGET, meta_batch=8), 5000, 1000),
+    # iMAML-HF before Gauss-Newton inner curvature became its default
+    "hf5w_hessian": ("5way1shot-imaml_hf", dict(_BUDGET, meta_batch=8,
+                                                **_HESSIAN_HF), 5000, 1000),
     "gd20w": ("20way1shot-imaml_gd", dict(lam=0.5, meta_batch=2), 2000, 500),
     "hf20w": ("20way1shot-imaml_hf", dict(lam=0.5, meta_batch=2), 2000, 500),
+    "hf20w_hessian": ("20way1shot-imaml_hf", dict(lam=0.5, meta_batch=2,
+                                                  **_HESSIAN_HF), 2000, 500),
     "maml5w": ("5way1shot-maml", dict(meta_batch=32), 2500, 500),
     "maml20w": ("20way1shot-maml", dict(meta_batch=2), 2000, 500),
 }
@@ -58,28 +65,12 @@ def config_for(name: str, scale: float = 1.0, data_dir: str = ""):
   return c
 
 
-def train_curve(workdir: str):
-  """(steps, training accuracies, cumulative training seconds) from metrics.jsonl."""
-  steps, acc, seconds, total, last = [], [], [], 0.0, 0
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      row = json.loads(line)
-      if row.get("kind") != "train" or row["step"] <= last:
-        continue   # a resumed run repeats no step; skip if it ever does
-      total += row["seconds_per_step"] * (row["step"] - last)
-      steps.append(row["step"])
-      acc.append(row["query_accuracy"])
-      seconds.append(total)
-      last = row["step"]
-  return steps, acc, seconds
-
-
 def check(name: str, out: str, scale: float, episodes: int, data_dir: str,
           progress: bool) -> dict:
   c = config_for(name, scale, data_dir)
   workdir = os.path.join(out, name)
   train_lib.train(c, workdir, resume=True, progress=progress)
-  steps, acc, seconds = train_curve(workdir)
+  steps, acc, seconds = common.train_curve(workdir)
   fall = imaml_jax.drawdown(steps, acc, warmup=200)
   tests = []
   for step in sorted(common.checkpoint_manager(workdir).all_steps()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import platform
@@ -12,19 +13,32 @@ import optax
 import orbax.checkpoint as ocp
 
 import imaml_jax
+from imaml_jax.data import mini_imagenet
 from imaml_jax.data import omniglot
 
 ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
+IMAGE_SHAPES = {"omniglot": (28, 28, 1), "mini_imagenet": (84, 84, 3)}
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def build_learner(c, loss):
-  """The learner a config names, with its inner-loop settings."""
+def build_learner(c, loss, test: bool = False):
+  """The learner a config names, with its inner-loop settings.
+
+  With ``test``, the inner loop runs ``c.test_inner_steps`` steps (GD steps,
+  or Newton steps for iMAML-HF) when that is set, as MAML's Mini-ImageNet
+  evaluation does (5 steps in training, 10 at test).
+  """
+  if test and c.get("test_inner_steps", 0):
+    c = c.copy_and_resolve_references()
+    c["newton_steps" if c.algorithm == "imaml_hf" else "inner_steps"] = (
+        c.test_inner_steps)
   chunk = c.get("task_chunk", 0) or None   # 0: vmap over the whole batch
   if c.algorithm == "imaml_gd":
     solver = imaml_jax.gradient_descent(c.inner_steps, c.inner_lr)
   elif c.algorithm == "imaml_hf":
-    solver = imaml_jax.newton_cg(c.newton_steps, cg_steps=c.cg_steps)
+    solver = imaml_jax.newton_cg(
+        c.newton_steps, cg_steps=c.get("newton_cg_steps", c.cg_steps),
+        curvature=c.get("newton_curvature", "hessian"))
   elif c.algorithm in ("maml", "fomaml", "reptile"):
     return getattr(imaml_jax, c.algorithm)(loss, c.inner_steps, c.inner_lr,
                                            task_chunk=chunk)
@@ -46,14 +60,19 @@ def meta_optimizer(c) -> optax.GradientTransformation:
                    f"{c.meta_lr_schedule!r}.")
 
 
-def default_omniglot_dir() -> str | None:
-  """Where the Omniglot archives are on this project's machines, if there.
+_SOURCE_ENV = {"omniglot": "OMNIGLOT_DIR", "mini_imagenet": "MINI_IMAGENET_DIR"}
 
-  ``$OMNIGLOT_DIR`` wins; else ``../shared/data/omniglot`` beside the checkout;
-  else ``None`` (TFDS downloads the canonical archives).
+
+def default_source_dir(dataset: str) -> str | None:
+  """Where a data set's source files are on this project's machines, if there.
+
+  ``$OMNIGLOT_DIR`` / ``$MINI_IMAGENET_DIR`` wins; else
+  ``../shared/data/<dataset>`` beside the checkout; else ``None`` (Omniglot is
+  then downloaded; Mini-ImageNet needs its files, see
+  :mod:`imaml_jax.data.mini_imagenet`).
   """
-  for path in (os.environ.get("OMNIGLOT_DIR"),
-               REPO.parent / "shared" / "data" / "omniglot"):
+  for path in (os.environ.get(_SOURCE_ENV[dataset]),
+               REPO.parent / "shared" / "data" / dataset):
     if path and os.path.isdir(path):
       return os.fspath(path)
   return None
@@ -75,21 +94,30 @@ def load_images(c, split: str):
 
   Training classes get their rotations when ``c.rotations`` is set.
   """
-  if c.dataset != "omniglot":
-    raise ValueError(f"no loader for dataset {c.dataset!r} yet.")
-  images = jax.device_put(omniglot.load_omniglot(
-      split, data_dir=c.data_dir or None, source_dir=c.source_dir or None))
-  if split == "train" and c.rotations:
+  data_dir, source_dir = c.data_dir or None, c.source_dir or None
+  if c.dataset == "omniglot":
+    images = omniglot.load_omniglot(split, data_dir=data_dir,
+                                    source_dir=source_dir)
+  elif c.dataset == "mini_imagenet":
+    images = mini_imagenet.load_mini_imagenet(split, data_dir=data_dir,
+                                              source_dir=source_dir)
+  else:
+    raise ValueError(f"no loader for dataset {c.dataset!r}; expected "
+                     f"'omniglot' or 'mini_imagenet'.")
+  images = jax.device_put(images)
+  if split == "train" and c.get("rotations", False):
     images = imaml_jax.with_rotations(images)
   return images
 
 
-def make_evaluator(c, learner, loss, queries: int, chunk: int = 100):
+def make_evaluator(c, learner, loss, queries: int):
   """``evaluate(theta, images, key, episodes) -> per-episode accuracy (numpy)``.
 
-  Episodes are drawn on device with ``key`` and evaluated ``chunk`` at a time
-  (vmapped adaptation of each, then accuracy on its query set).
+  Episodes are drawn on device with ``key`` and evaluated ``c.eval_chunk``
+  (default 100) at a time: vmapped adaptation of each, then accuracy on its
+  query set.
   """
+  chunk = c.get("eval_chunk", 100)
 
   @jax.jit
   def one_chunk(theta, images, key):
@@ -127,6 +155,26 @@ def restore(manager, like: imaml_jax.TrainState,
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
+
+
+def train_curve(workdir: str) -> tuple[list[int], list[float], list[float]]:
+  """(steps, training accuracies, cumulative training seconds) of a run.
+
+  Read from ``metrics.jsonl``: each logged interval's ``seconds_per_step``
+  times its steps (meta-steps only: validation and checkpoints excluded).
+  """
+  steps, acc, seconds, total, last = [], [], [], 0.0, 0
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get("kind") != "train" or row["step"] <= last:
+        continue   # a resumed run repeats no step; skip if it ever does
+      total += row["seconds_per_step"] * (row["step"] - last)
+      steps.append(row["step"])
+      acc.append(row["query_accuracy"])
+      seconds.append(total)
+      last = row["step"]
+  return steps, acc, seconds
 
 
 def cpu_name() -> str:

@@ -14,15 +14,47 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any, NamedTuple
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 import imaml_jax
 from experiments import common
+
+
+class Run(NamedTuple):
+  """A trained run, restored: its config, model, loss, learner and state."""
+  config: ml_collections.ConfigDict
+  model: Any
+  loss: imaml_jax.SupervisedLoss
+  learner: Any
+  state: imaml_jax.TrainState
+
+
+def load_run(workdir: str, step: int | None = None,
+             inner_steps: int | None = None) -> Run:
+  """Restores ``workdir``'s checkpoint (default latest) with its config.
+
+  The learner adapts as at test time: ``inner_steps`` if given, else the
+  config's ``test_inner_steps``, else the training steps.
+  """
+  with open(os.path.join(workdir, "config.json")) as f:
+    c = ml_collections.ConfigDict(json.load(f))
+  if inner_steps:
+    c.test_inner_steps = inner_steps
+  model, loss = common.model_and_loss(c)
+  x = np.zeros((1,) + common.IMAGE_SHAPES[c.dataset], np.float32)
+  like = imaml_jax.init_train_state(
+      imaml_jax.init_params(model, jax.random.key(0), x),
+      common.meta_optimizer(c))
+  state = common.restore(common.checkpoint_manager(workdir), like, step)
+  return Run(c, model, loss, common.build_learner(c, loss, test=True), state)
+
 
 def evaluate(workdir: str, episodes: int | None = None,
              test_queries: int | None = None, seed: int = 1,
@@ -30,30 +62,21 @@ def evaluate(workdir: str, episodes: int | None = None,
   """Evaluates a run's checkpoint; writes and returns the results dict.
 
   ``inner_steps`` overrides the adaptation steps at test time (GD steps, or
-  Newton steps for iMAML-HF); by default the training ones.
+  Newton steps for iMAML-HF); by default the config's ``test_inner_steps``,
+  else the training ones.
   """
-  with open(os.path.join(workdir, "config.json")) as f:
-    c = ml_collections.ConfigDict(json.load(f))
-  if inner_steps:
-    c["newton_steps" if c.algorithm == "imaml_hf" else "inner_steps"] = (
-        inner_steps)
+  c, _, loss, learner, state = load_run(workdir, step, inner_steps)
   episodes = episodes or c.test_episodes
   queries = test_queries or c.test_queries
-  model, loss = common.model_and_loss(c)
-  learner = common.build_learner(c, loss)
   test_images = common.load_images(c, "test")
-  example = imaml_jax.sample_episodes(jax.random.key(0), test_images, 1,
-                                      c.ways, c.shots, queries)
-  theta = imaml_jax.init_params(model, jax.random.key(0), example.support.x[0])
-  state = common.restore(
-      common.checkpoint_manager(workdir),
-      imaml_jax.init_train_state(theta, common.meta_optimizer(c)), step)
   start = time.perf_counter()
   acc = common.make_evaluator(c, learner, loss, queries)(
       state.params, test_images, jax.random.key(seed), episodes)
   seconds = time.perf_counter() - start
   mean, ci = imaml_jax.mean_ci95(acc)
-  inner_steps = c.newton_steps if c.algorithm == "imaml_hf" else c.inner_steps
+  inner_steps = (c.get("test_inner_steps", 0) or
+                 (c.newton_steps if c.algorithm == "imaml_hf"
+                  else c.inner_steps))
   results = {
       "algorithm": c.algorithm, "dataset": c.dataset,
       "setting": f"{c.ways}-way {c.shots}-shot", "accuracy": mean, "ci95": ci,
@@ -66,6 +89,9 @@ def evaluate(workdir: str, episodes: int | None = None,
   }
   if c.algorithm.startswith("imaml"):
     results.update(lam=c.lam, cg_steps=c.cg_steps, system=c.system)
+  if c.algorithm == "imaml_hf":
+    results.update(newton_curvature=c.get("newton_curvature", "hessian"),
+                   newton_cg_steps=c.get("newton_cg_steps", c.cg_steps))
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   print(f"{c.name}: test accuracy {100 * mean:.2f} ± {100 * ci:.2f}% over "
@@ -75,18 +101,11 @@ def evaluate(workdir: str, episodes: int | None = None,
 
 
 def _train_seconds(workdir: str) -> float | None:
-  """Training wall time summed from metrics.jsonl (None if absent)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
+  """Training wall time of the run's meta-steps (None without metrics)."""
+  if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     return None
-  total, last = 0.0, 0
-  with open(path) as f:
-    for line in f:
-      row = json.loads(line)
-      if row.get("kind") == "train":
-        total += row["seconds_per_step"] * (row["step"] - last)
-        last = row["step"]
-  return round(total, 1)
+  seconds = common.train_curve(workdir)[2]
+  return round(seconds[-1], 1) if seconds else 0.0
 
 
 def main(argv):

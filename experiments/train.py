@@ -67,7 +67,8 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   step = imaml_jax.make_sharded_meta_step(learner, optimizer, sample, mesh)
   state = imaml_jax.replicate(state, mesh)
   train_images = imaml_jax.replicate(train_images, mesh)
-  evaluate = common.make_evaluator(c, learner, loss, c.test_queries)
+  evaluate = common.make_evaluator(
+      c, common.build_learner(c, loss, test=True), loss, c.test_queries)
   log_file = open(os.path.join(workdir, "metrics.jsonl"), "a")
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
   show = (lambda line: tqdm.tqdm.write(line)) if progress else print
@@ -116,12 +117,21 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}"
         + (f" x {devices} devices ({per_device} tasks each)" if devices > 1
            else "") + f", workdir {workdir}", flush=True)
+  # A wall-clock budget counts the meta-steps of earlier sessions of the run.
+  budget = c.get("max_train_minutes", 0) * 60 or None
+  steps = c.meta_steps
+  if budget and int(state.step):
+    budget -= common.train_curve(workdir)[2][-1]
+    if budget <= 0:
+      print(f"the {c.max_train_minutes}-minute budget is spent", flush=True)
+      steps = int(state.step)
   try:
     state, _ = imaml_jax.run(
-        step, state, train_key, c.meta_steps, log_every=c.log_every,
+        step, state, train_key, steps, log_every=c.log_every,
         on_log=on_log, data=train_images, progress=progress,
         hooks=[imaml_jax.Hook(c.eval_every, validate),
-               imaml_jax.Hook(c.checkpoint_every, save)])
+               imaml_jax.Hook(c.checkpoint_every, save)],
+        max_seconds=budget)
   finally:
     manager.wait_until_finished()
     writer.close()

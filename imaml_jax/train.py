@@ -103,14 +103,20 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
         on_log: Optional[Callable[[int, dict[str, float]], None]] = None,
         hooks: Sequence[Hook] = (),
         progress: bool = True,
-        data: Any = None) -> tuple[TrainState, list[dict[str, float]]]:
+        data: Any = None,
+        max_seconds: Optional[float] = None,
+        ) -> tuple[TrainState, list[dict[str, float]]]:
   """Runs ``step(state, key, data)`` from ``state.step`` to ``num_steps``.
 
-  A progress bar shows the way. Every ``log_every`` steps (and at the last) the metrics, averaged over the
-  interval on device, are pulled to the host with ``seconds_per_step`` (wall
-  time of the interval, so the first one includes compilation), passed to
-  ``on_log(step, metrics)`` and returned in the history. ``hooks`` run after
-  their steps (validation, checkpoints).
+  A progress bar shows the way. Every ``log_every`` steps (and at the last)
+  the metrics, averaged over the interval on device, are pulled to the host
+  with ``seconds_per_step`` (wall time of the interval, so the first one
+  includes compilation), passed to ``on_log(step, metrics)`` and returned in
+  the history. ``hooks`` run after their steps (validation, checkpoints).
+
+  With ``max_seconds``, the run also ends after the logging interval in which
+  the meta-steps' wall time (hooks excluded) reaches it; the hooks then run as
+  at a last step, so a checkpoint is written.
   """
   if num_steps < 0 or log_every < 1 or any(h.every < 1 for h in hooks):
     raise ValueError(f"need num_steps >= 0 and intervals >= 1, got "
@@ -118,7 +124,7 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
                      f"every {[h.every for h in hooks]}.")
   history = []
   start = int(state.step)
-  total, count, tic = None, 0, time.perf_counter()
+  total, count, tic, elapsed = None, 0, time.perf_counter(), 0.0
   with tqdm.tqdm(total=num_steps, initial=start, disable=not progress,
                  desc="meta-train", unit="step", dynamic_ncols=True) as bar:
     for i in range(start, num_steps):
@@ -131,15 +137,20 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
       if (i + 1) % log_every == 0 or last:
         logged = {k: float(v) / count
                   for k, v in jax.device_get(total).items()}
-        logged["seconds_per_step"] = (time.perf_counter() - tic) / count
+        interval = time.perf_counter() - tic
+        elapsed += interval
+        logged["seconds_per_step"] = interval / count
         history.append({"step": i + 1, **logged})
         bar.set_postfix(loss=f"{logged.get('query_loss', float('nan')):.3f}")
         if on_log is not None:
           on_log(i + 1, logged)
         total, count = None, 0
+        last = last or (max_seconds is not None and elapsed >= max_seconds)
       for hook in hooks:
         if (i + 1) % hook.every == 0 or last:
           hook.fn(state)
+      if last:
+        break
       if count == 0:   # the next interval's clock starts after logs and hooks
         tic = time.perf_counter()
   return state, history

@@ -57,3 +57,23 @@ def test_mean_ci95_needs_two_values():
   assert mean == 0.5
   np.testing.assert_allclose(ci, 1.96 * np.std(np.r_[np.ones(50), np.zeros(50)],
                                                ddof=1) / 10)
+
+
+def test_run_stops_at_a_time_budget_and_runs_the_hooks_there():
+  import time
+
+  def step(state, key, data=None):
+    time.sleep(0.01)
+    return state._replace(step=state.step + 1), {"query_loss": jnp.zeros(())}
+
+  state = imaml_jax.TrainState(jnp.zeros(()), (), jnp.zeros((), jnp.int32))
+  saved = []
+  final, history = imaml_jax.run(
+      step, state, jax.random.key(0), 10_000, log_every=5, progress=False,
+      hooks=[imaml_jax.Hook(1000, lambda s: saved.append(int(s.step)))],
+      max_seconds=0.2)
+  # Stops at the first logging interval whose cumulative time reaches 0.2 s:
+  # steps take >= 10 ms, so by step 20 (not 10,000); the hook runs there.
+  assert 5 <= int(final.step) <= 20 and int(final.step) % 5 == 0
+  assert history[-1]["step"] == int(final.step)
+  assert saved == [int(final.step)]

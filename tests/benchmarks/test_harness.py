@@ -4,6 +4,7 @@ import json
 
 from benchmarks import meta_step
 from benchmarks import stability
+from experiments import common
 from experiments import plot_runs
 
 
@@ -26,7 +27,7 @@ def test_train_curve_accumulates_interval_times_and_skips_replayed_steps(
           {"kind": "train", "step": 200, "query_accuracy": 0.6,
            "seconds_per_step": 0.1}]
   write_log(tmp_path / "metrics.jsonl", rows)
-  steps, acc, seconds = stability.train_curve(str(tmp_path))
+  steps, acc, seconds = common.train_curve(str(tmp_path))
   assert steps == [50, 100, 200]
   assert acc == [0.5, 0.7, 0.6]
   assert seconds == [10.0, 30.0, 40.0]   # 50 x 0.2, + 50 x 0.4, + 100 x 0.1
