@@ -28,8 +28,8 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
                                 # non-positive curvature)
   # iMAML-HF inner solver. Paper: Newton-CG on the Hessian of G (its CG step
   # count is not stated; we used 3 Newton steps of 5 CG). Measured
-  # (docs/stability.md §3): on the network's Hessian, truncated CG keeps
-  # meeting negative curvature and the solve leaves 8-78% of the gradient;
+  # (docs/stability.md §2b): on the network's Hessian, truncated CG keeps
+  # meeting negative curvature and the solve leaves 7-78% of the gradient;
   # Gauss-Newton curvature (Martens' Hessian-free) with 2 CG steps per Newton
   # step leaves 1.6% (5-way) / 20% (20-way) in less time.
   c.newton_curvature = "gauss_newton"   # hessian | gauss_newton

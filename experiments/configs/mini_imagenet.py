@@ -37,7 +37,10 @@ def get_config(algorithm: str = "imaml_gd") -> ml_collections.ConfigDict:
   elif algorithm == "reptile":  # Reptile's paper uses Adam inner steps; we SGD
     c.inner_steps, c.inner_lr = 8, 0.01
   else:
-    c.inner_steps, c.inner_lr = 10, 0.01   # iMAML: 10 steps (paper)
+    # iMAML: 10 steps (paper). The paper gives no inner learning rate; at
+    # initialisation 10 steps of 0.01 leave 3% of G's gradient
+    # (benchmarks.inner_solvers; docs/runs/inner_solvers_mini_imagenet_init.jsonl).
+    c.inner_steps, c.inner_lr = 10, 0.01
   c.eval_chunk = 20             # episodes per evaluation batch (memory)
   c.source_dir = common.default_source_dir("mini_imagenet") or ""
   return c

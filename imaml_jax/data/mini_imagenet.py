@@ -250,8 +250,8 @@ def load_mini_imagenet(split: str, data_dir: Optional[str] = None,
                        progress: bool = False) -> np.ndarray:
   """A whole split as one array ``(classes, 600, 84, 84, 3)`` of uint8.
 
-  Prepares the dataset on first use (all three splits; about a minute per
-  10,000 images on a 2-core CPU), then reads the split with
+  Prepares the dataset on first use (all three splits, 60,000 JPEGs: 44 s on
+  a 2-core CPU from the stored zips), then reads the split with
   ``tfds.data_source``.
 
   Args:
