@@ -14,7 +14,7 @@ the proximal loss G(., theta; D_tr) of the same ``--tasks`` training episodes
 checkpoint (or a fresh initialisation). Per solver, one JSON line: the median
 time of the jitted, vmapped solve after compilation, the fraction of the
 initial gradient norm left (task mean and worst task; the `inner_grad_ratio`
-of training), the support loss after adaptation, and query accuracy and loss
+of training), G before and after the solve, and the query accuracy and loss
 of the adapted parameters.
 """
 
@@ -54,7 +54,8 @@ def parse_solver(spec: str):
 
 
 def load_theta(a):
-  """(config, theta): from a run's checkpoint, or a fresh init of --config."""
+  """(config, loss, theta, tasks): theta from a run's checkpoint, or a fresh
+  init of --config; ``--tasks`` training episodes of the run's setting."""
   if a.workdir:
     with open(os.path.join(a.workdir, "config.json")) as f:
       c = ml_collections.ConfigDict(json.load(f))
