@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 import imaml_jax
 from benchmarks.meta_step import median_time
 from experiments import common
+from experiments import evaluate
 from experiments.configs import mini_imagenet
 from experiments.configs import omniglot
 
@@ -57,23 +56,18 @@ def load_theta(a):
   """(config, loss, theta, tasks): theta from a run's checkpoint, or a fresh
   init of --config; ``--tasks`` training episodes of the run's setting."""
   if a.workdir:
-    with open(os.path.join(a.workdir, "config.json")) as f:
-      c = ml_collections.ConfigDict(json.load(f))
+    run = evaluate.load_run(a.workdir, a.step)
+    c, loss, theta = run.config, run.loss, run.state.params
   else:
     c = CONFIGS[a.dataset].get_config(a.config)
+    model, loss = common.model_and_loss(c)
+    x = np.zeros((1,) + common.IMAGE_SHAPES[c.dataset], np.float32)
+    theta = imaml_jax.init_params(model, jax.random.key(c.seed), x)
   if a.data_dir:
     c.data_dir = a.data_dir
-  model, loss = common.model_and_loss(c)
   images = common.load_images(c, "train")
   tasks = imaml_jax.sample_episodes(jax.random.key(a.seed), images, a.tasks,
                                     c.ways, c.shots, c.train_queries)
-  theta = imaml_jax.init_params(model, jax.random.key(c.seed),
-                                tasks.support.x[0])
-  if a.workdir:
-    state = common.restore(
-        common.checkpoint_manager(a.workdir),
-        imaml_jax.init_train_state(theta, common.meta_optimizer(c)), a.step)
-    theta = state.params
   return c, loss, theta, tasks
 
 

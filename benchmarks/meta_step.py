@@ -228,7 +228,8 @@ def main(argv=None):
     row = {
         "algorithm": name, "ways": a.ways, "shots": a.shots,
         "meta_batch": a.meta_batch, "task_chunk": a.task_chunk or None,
-        "system": a.system if "imaml" in name else None, "hardware": hardware(), "compile_s": round(compile_s, 2),
+        "system": a.system if "imaml" in name else None,
+        "hardware": hardware(), "compile_s": round(compile_s, 2),
         "s_per_step": round(seconds, 4),
         "tasks_per_s": round(a.meta_batch / seconds, 1),
         "xla_gflop_per_step": round(flops / 1e9, 2),   # loop bodies once

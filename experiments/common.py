@@ -177,6 +177,14 @@ def train_curve(workdir: str) -> tuple[list[int], list[float], list[float]]:
   return steps, acc, seconds
 
 
+def train_seconds(workdir: str) -> float | None:
+  """Training wall time of a run's meta-steps so far (None without metrics)."""
+  if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    return None
+  seconds = train_curve(workdir)[2]
+  return round(seconds[-1], 1) if seconds else 0.0
+
+
 def cpu_name() -> str:
   """The CPU model and core count, e.g. 'Intel(R) Xeon(R) Processor, 2 cores'."""
   try:

@@ -85,7 +85,7 @@ def evaluate(workdir: str, episodes: int | None = None,
       "seed": c.seed, "test_seed": seed, "checkpoint": os.path.join(
           workdir, "checkpoints", str(int(state.step))),
       "eval_seconds": round(seconds, 1), "hardware": common.hardware(),
-      "train_seconds": _train_seconds(workdir),
+      "train_seconds": common.train_seconds(workdir),
   }
   if c.algorithm.startswith("imaml"):
     results.update(lam=c.lam, cg_steps=c.cg_steps, system=c.system)
@@ -98,14 +98,6 @@ def evaluate(workdir: str, episodes: int | None = None,
         f"{acc.size} episodes ({queries} queries per class), "
         f"{int(state.step)} meta-steps", flush=True)
   return results
-
-
-def _train_seconds(workdir: str) -> float | None:
-  """Training wall time of the run's meta-steps (None without metrics)."""
-  if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-    return None
-  seconds = common.train_curve(workdir)[2]
-  return round(seconds[-1], 1) if seconds else 0.0
 
 
 def main(argv):

@@ -121,7 +121,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   budget = c.get("max_train_minutes", 0) * 60 or None
   steps = c.meta_steps
   if budget and int(state.step):
-    budget -= common.train_curve(workdir)[2][-1]
+    budget -= common.train_seconds(workdir) or 0.0
     if budget <= 0:
       print(f"the {c.max_train_minutes}-minute budget is spent", flush=True)
       steps = int(state.step)

@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 
-from experiments import common
 from experiments.configs import omniglot as omniglot_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,14 +60,8 @@ def test_meta_steps_reduce_training_loss_and_evaluation_writes_results(
 
 
 def final_params(workdir):
-  import jax
-  import imaml_jax
-  c = omniglot_config.get_config("5way1shot-maml")
-  model, _ = common.model_and_loss(c)
-  theta = imaml_jax.init_params(model, jax.random.key(0),
-                                np.zeros((5, 28, 28, 1), np.float32))
-  like = imaml_jax.init_train_state(theta, common.meta_optimizer(c))
-  return common.restore(common.checkpoint_manager(workdir), like)
+  from experiments import evaluate
+  return evaluate.load_run(workdir).state
 
 
 def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
