@@ -3,8 +3,9 @@
 The task batch is split over the devices of a one-axis mesh (``"tasks"``);
 each device draws its share of tasks with its own key, adapts them and
 computes their meta-gradient, and the directions are averaged across devices
-(``jax.lax.pmean``) before the optax update, which runs replicated. It is
-:func:`imaml_jax.make_meta_step` under ``jax.shard_map``; on a one-device mesh
+(one ``jax.lax.all_gather``) before the optax update, which runs
+replicated. It is :func:`imaml_jax.make_meta_step` under
+``jax.shard_map``; on a one-device mesh
 it computes exactly what the unsharded step does. Several hosts work the same
 way once ``jax.distributed.initialize`` has run: the mesh then spans every
 process's devices (docs/distributed.md).
@@ -15,6 +16,8 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 import jax
+import jax.flatten_util
+import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.tree_utils as otu
@@ -75,17 +78,29 @@ def device_share(meta_batch: int, mesh: jax.sharding.Mesh) -> int:
   return meta_batch // n
 
 
-def _reduce_metrics(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Across devices: worst cases by max/min, everything else by mean."""
-  out = {}
-  for name, value in metrics.items():
+def _reduce_over_devices(direction: PyTree, metrics: dict[str, jax.Array]
+                         ) -> tuple[PyTree, dict[str, jax.Array]]:
+  """Across devices, in one collective: means, and worst cases by max / min.
+
+  The direction and the metrics are averaged over the devices, except the
+  worst-case metrics (``*_max`` by max, ``*_min`` by min). Everything goes
+  through a single ``all_gather``: XLA's CPU runtime runs collectives that
+  are ready at once concurrently on its intra-op thread pool, and a pmean,
+  a pmax and a pmin of one device waiting together for the other took every
+  thread of a 2-core CPU and starved that other device (a 40-second
+  rendezvous timeout, then an abort).
+  """
+  flat, unravel = jax.flatten_util.ravel_pytree((direction, metrics))
+  every = jax.lax.all_gather(flat, TASKS)          # (devices, size)
+  direction, out = unravel(jnp.mean(every, axis=0))
+  highest, lowest = (unravel(jnp.max(every, axis=0))[1],
+                     unravel(jnp.min(every, axis=0))[1])
+  for name in metrics:
     if name.endswith("_max"):
-      out[name] = jax.lax.pmax(value, TASKS)
+      out[name] = highest[name]
     elif name.endswith("_min"):
-      out[name] = jax.lax.pmin(value, TASKS)
-    else:
-      out[name] = jax.lax.pmean(value, TASKS)
-  return out
+      out[name] = lowest[name]
+  return direction, out
 
 
 def make_sharded_meta_step(
@@ -118,7 +133,9 @@ def make_sharded_meta_step(
 
   Returns:
     ``step(state, key, data=None) -> (state, metrics)``, jitted; pass ``state``
-    and ``data`` placed with :func:`replicate`.
+    and ``data`` placed with :func:`replicate`. On CPU devices each call
+    returns only once its result is ready (see the code: asynchronous steps
+    can deadlock XLA's CPU collectives).
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax
@@ -151,8 +168,7 @@ def make_sharded_meta_step(
       learner_key = jax.random.fold_in(learner_key, index)
     tasks = sample_tasks(task_key, data)
     direction, metrics = learner(params, tasks, learner_key)
-    direction = jax.lax.pmean(direction, TASKS)
-    metrics = _reduce_metrics(metrics)
+    direction, metrics = _reduce_over_devices(direction, metrics)
     if "meta_grad_norm" in metrics:
       metrics["meta_grad_norm"] = otu.tree_norm(direction)
     return direction, metrics
@@ -161,7 +177,7 @@ def make_sharded_meta_step(
     return train_lib.make_meta_step(learner, optimizer, sample_tasks)
   # check_vma=False: the inner solvers linearise functions of the replicated
   # theta and the per-device tasks together, which the varying-manual-axes
-  # checker rejects; every output is made device-invariant by pmean above.
+  # checker rejects; every output is made device-invariant by the all_gather.
   sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()),
                           out_specs=(P(), P()), check_vma=False)
 
@@ -170,4 +186,18 @@ def make_sharded_meta_step(
     direction, metrics = sharded(state.params, key, data)
     return train_lib.apply_direction(optimizer, state, direction), metrics
 
-  return jax.jit(step)
+  jitted = jax.jit(step)
+  if any(d.platform != "cpu" for d in mesh.devices.flat):
+    return jitted
+
+  # On CPU devices, a step dispatched while the previous one still runs can
+  # deadlock XLA's CPU collectives: one device waits in the all_gather for a
+  # device whose part never starts (jax 0.10.2, 2 devices; within 50 steps
+  # of an MLP, tests/test_distributed.py). So each call waits for its result;
+  # at CPU step times the lost overlap is a dispatch, well under 1%.
+  def blocking_step(state: train_lib.TrainState, key: jax.Array,
+                    data: Any = None):
+    return jax.block_until_ready(jitted(state, key, data))
+
+  blocking_step.lower = jitted.lower
+  return blocking_step

@@ -175,3 +175,46 @@ def test_two_processes_on_loopback_compute_the_one_process_meta_gradient():
   one = run_forced_devices(textwrap.dedent(FOUR_DEVICES), 4, "-")
   np.testing.assert_allclose(r["sharded"], one["sharded"], rtol=1e-6,
                              atol=1e-7)
+
+
+# 500 steps through imaml_jax.run on two CPU devices; a short rendezvous
+# timeout makes a deadlocked collective abort within seconds, not hang. (The
+# MLP above, with fewer and smaller products, did not deadlock.)
+LONG_RUN = """
+import json
+import jax, jax.numpy as jnp, optax
+import imaml_jax
+model = imaml_jax.MLP((40, 40))
+loss = imaml_jax.mse_loss(imaml_jax.apply_fn(model))
+def sample(key, data=None):   # 4 tasks per device
+  kx, kw = jax.random.split(key)
+  x = jax.random.normal(kx, (4, 20, 3))
+  y = jnp.sin(x @ jax.random.normal(kw, (4, 3, 1)))
+  return imaml_jax.Task(imaml_jax.Batch(x[:, :10], y[:, :10]),
+                        imaml_jax.Batch(x[:, 10:], y[:, 10:]))
+learner = imaml_jax.imaml(loss, imaml_jax.gradient_descent(5, 0.1), 2.0, 5,
+                          task_chunk=1)
+opt = optax.adam(1e-3)
+theta = imaml_jax.init_params(model, jax.random.key(0), jnp.ones((1, 3)))
+mesh = imaml_jax.task_mesh(2)
+step = imaml_jax.make_sharded_meta_step(learner, opt, sample, mesh)
+state = imaml_jax.replicate(imaml_jax.init_train_state(theta, opt), mesh)
+state, history = imaml_jax.run(step, state, jax.random.key(0), 500,
+                               log_every=50, progress=False)
+print(json.dumps({"step": int(state.step), "logs": len(history)}))
+"""
+
+
+def test_many_steps_on_two_cpu_devices_do_not_deadlock_the_collective():
+  # Steps dispatched ahead of each other deadlocked XLA's CPU all_gather
+  # (one device waiting for the other's part, which never started) within
+  # 50 steps, 3 times out of 3, until the step waited for its result on CPUs.
+  env = forced_devices_env(2)
+  env["XLA_FLAGS"] += (" --xla_cpu_collective_call_warn_stuck_timeout_seconds=5"
+                       " --xla_cpu_collective_call_terminate_timeout_seconds=10")
+  out = subprocess.run([sys.executable, "-c", LONG_RUN], env=env, cwd=ROOT,
+                       capture_output=True, text=True, check=False,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == {"step": 500,
+                                                              "logs": 10}
