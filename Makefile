@@ -16,11 +16,12 @@ install: $(STAMP)
 
 # Main job: Omniglot 5-way 1-shot iMAML-GD sized for about 10 minutes on a
 # 2-core CPU (budget settings; the README says how they differ from the
-# paper's), then a 600-episode test evaluation. Rerunning resumes.
+# paper's), then a 600-episode test evaluation. Rerunning resumes. On a CPU
+# the meta-batch is split over 2 CPU devices (cpu_devices; ignored on a GPU).
 TRAIN_WORKDIR ?= runs/make_train
 TRAIN_CONFIG ?= experiments/configs/omniglot.py:5way1shot-imaml_gd
 TRAIN_FLAGS ?= --config.meta_batch=8 --config.train_queries=5 --config.lam=0.5 \
-	--config.meta_steps=2000
+	--config.meta_steps=5000 --config.cpu_devices=2
 
 train: $(STAMP)
 	$(PY) -m experiments.train --config $(TRAIN_CONFIG) $(TRAIN_FLAGS) \

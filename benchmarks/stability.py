@@ -34,10 +34,17 @@ from experiments.configs import omniglot
 _BUDGET = dict(train_queries=5, lam=0.5)
 _HESSIAN_HF = dict(newton_curvature="hessian", newton_steps=3,
                    newton_cg_steps=5)
+# The fastest CPU layout (docs/benchmarks.md): two CPU devices, each running
+# its half of the tasks one at a time.
+_CPU2 = dict(cpu_devices=2)
 RUNS = {
     # name: (config argument, overrides, meta-steps, checkpoint to keep every)
     "gd5w": ("5way1shot-imaml_gd", dict(_BUDGET, meta_batch=8), 5000, 1000),
     "hf5w": ("5way1shot-imaml_hf", dict(_BUDGET, meta_batch=8), 5000, 1000),
+    "gd5w_cpu2": ("5way1shot-imaml_gd", dict(_BUDGET, meta_batch=8, **_CPU2),
+                  5000, 1000),
+    "hf5w_cpu2": ("5way1shot-imaml_hf", dict(_BUDGET, meta_batch=8, **_CPU2),
+                  5000, 1000),
     # iMAML-HF before Gauss-Newton inner curvature became its default
     "hf5w_hessian": ("5way1shot-imaml_hf", dict(_BUDGET, meta_batch=8,
                                                 **_HESSIAN_HF), 5000, 1000),
@@ -126,6 +133,13 @@ def main(argv=None):
   unknown = sorted(set(names) - set(RUNS))
   if unknown:
     p.error(f"unknown runs {unknown}; choose from {sorted(RUNS)}")
+  cpu = {RUNS[n][1].get("cpu_devices", 0) for n in names} - {0}
+  if len(cpu) > 1:
+    p.error(f"the runs ask for different cpu_devices {sorted(cpu)}; run them "
+            f"in separate calls")
+  if cpu:   # before JAX starts; one-device runs use the first CPU device
+    train_lib.split_cpu(config_for(next(n for n in names
+                                        if RUNS[n][1].get("cpu_devices"))))
   logging.set_verbosity(logging.WARNING)
   os.makedirs(a.out, exist_ok=True)
   summaries = [check(n, a.out, a.scale, a.episodes, a.data_dir, a.progress)

@@ -29,8 +29,42 @@ import tqdm
 import imaml_jax
 from experiments import common
 
+def split_cpu(c) -> None:
+  """Splits the host CPU into ``c.cpu_devices`` JAX devices; call before JAX starts.
+
+  Does nothing when ``c.cpu_devices`` is 0 or already in effect; JAX raises
+  if its backends started with another count.
+  """
+  n = c.get("cpu_devices", 0)
+  if n and jax.config.jax_num_cpu_devices != n:
+    jax.config.update("jax_num_cpu_devices", n)
+
+
+def cpu_layout(c):
+  """The config as it runs here: ``c.cpu_devices`` applied when JAX is on the CPU.
+
+  With ``cpu_devices`` set and no accelerator, the meta-batch is sharded over
+  that many CPU devices (``num_devices``) and each takes its tasks one at a
+  time (``task_chunk=1``), the fastest layout measured on a CPU. Raises if
+  the CPU was not split first (:func:`split_cpu`).
+  """
+  n = c.get("cpu_devices", 0)
+  if not n or jax.default_backend() != "cpu":
+    return c
+  if len(jax.devices()) != n:
+    raise ValueError(
+        f"the config asks for cpu_devices={n} but JAX's CPU has "
+        f"{len(jax.devices())} device(s); call experiments.train.split_cpu("
+        f"config) (or jax.config.update('jax_num_cpu_devices', {n})) before "
+        f"any JAX computation, as `python -m experiments.train` does.")
+  c = c.copy_and_resolve_references()
+  c.num_devices, c.task_chunk = n, 1
+  return c
+
+
 def train(c, workdir: str, resume: bool = False, progress: bool = True):
   """Runs (or resumes) the meta-training a config describes; returns the state."""
+  c = cpu_layout(c)
   os.makedirs(workdir, exist_ok=True)
   model, loss = common.model_and_loss(c)
   learner = common.build_learner(c, loss)
@@ -143,6 +177,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   f = flags.FLAGS
+  split_cpu(f.config)
   workdir = f.workdir or os.path.join("runs", f.config.name)
   train(f.config, workdir, resume=f.resume, progress=f.progress)
 

@@ -95,10 +95,10 @@ def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
 def test_two_device_run_trains_and_its_checkpoint_evaluates_on_one_device(
     omniglot_data_dir, tmp_path):
   from experiments import evaluate
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  # --config.cpu_devices splits this process's CPU before JAX starts.
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
   cmd = command(str(tmp_path), omniglot_data_dir, 10) + [
-      "--config.num_devices=2", "--config.eval_every=10"]
+      "--config.cpu_devices=2", "--config.eval_every=10"]
   out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                        check=False)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -109,3 +109,13 @@ def test_two_device_run_trains_and_its_checkpoint_evaluates_on_one_device(
   # This process has one device: the replicated checkpoint restores here.
   results = evaluate.evaluate(str(tmp_path), episodes=20)
   assert results["meta_steps"] == 10 and 0.0 < results["accuracy"] <= 1.0
+
+
+def test_a_config_asking_for_cpu_devices_jax_lacks_fails_with_the_fix(
+    tmp_path):
+  from experiments import train
+  c = omniglot_config.get_config("5way1shot-maml")
+  c.cpu_devices = 3   # this process's JAX has already started with one
+  with pytest.raises(ValueError, match="cpu_devices=3.*split_cpu"):
+    train.train(c, str(tmp_path), progress=False)
+  assert not os.listdir(tmp_path)   # nothing written
