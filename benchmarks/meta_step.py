@@ -4,6 +4,8 @@
     python -m benchmarks.meta_step --ways 20 --meta_batch 16 --inner_steps 25 \\
         --maml_steps 5 --maml_lr 0.1
     python -m benchmarks.meta_step --algorithms imaml_gd --batching   # issue 5.2/5.5
+    python -m benchmarks.meta_step --batching --cpu_devices 2 --num_devices 2 \
+        --task_chunk 1          # the fastest layout on a 2-core CPU
 
 Random images stand in for Omniglot (same shapes, same model and math), so
 this measures speed only. For each algorithm, the jitted meta-step (task
@@ -19,10 +21,22 @@ With ``--batching``, each algorithm is also timed
 
 * at meta-batch 1, giving the batching efficiency
   time(T tasks) / (T x time(1 task)) (below 1: batching pays);
-* as a Python-loop reference: a jitted single-task meta-gradient called once
-  per task from Python, the directions averaged and Adam applied by a second
-  jitted function -- the same model and math, without ``vmap`` over tasks.
-  ``speedup_vs_loop`` is the reference's time over the batched step's.
+* as a Python-loop reference: a jitted single-task learner (meta-gradient
+  and metrics) called once per task from Python, the directions and metrics
+  averaged and Adam applied by a second jitted function -- the same model
+  and math, without ``vmap`` over tasks.
+  ``speedup_vs_loop`` is the reference's time over the batched step's. Like
+  the step, the reference computes each task's metrics along with its
+  meta-gradient, and averages them (worst cases included), so both do the
+  same work.
+
+``--cpu_devices N`` splits the host CPU into N JAX devices and
+``--num_devices N`` shards the meta-batch over them
+(:func:`imaml_jax.make_sharded_meta_step`): on a CPU each device runs its
+share on its own thread, and ``--task_chunk 1`` takes those tasks one at a
+time. With several devices, ``--batching`` also times the Python loop with
+its tasks alternating between the devices (``speedup_vs_loop_devices``):
+asynchronous dispatch lets it use every core as well.
 """
 
 from __future__ import annotations
@@ -148,10 +162,18 @@ def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
       lambda: matmul(a, a).block_until_ready(), repeats)
 
 
-def time_meta_step(learner, opt, theta, sample, repeats):
-  """(compile seconds, median seconds per step, FLOPs per step)."""
-  step = imaml_jax.make_meta_step(learner, opt, sample)
+def time_meta_step(learner, opt, theta, sample, repeats, mesh=None):
+  """(compile seconds, median seconds per step, FLOPs per step).
+
+  With a ``mesh``, the step is :func:`imaml_jax.make_sharded_meta_step` and
+  ``sample`` draws one device's share of the tasks.
+  """
   state = imaml_jax.init_train_state(theta, opt)
+  if mesh is None:
+    step = imaml_jax.make_meta_step(learner, opt, sample)
+  else:
+    step = imaml_jax.make_sharded_meta_step(learner, opt, sample, mesh)
+    state = imaml_jax.replicate(state, mesh)
   key = jax.random.key(2)
   start = time.perf_counter()
   compiled = step.lower(state, key).compile()
@@ -162,30 +184,40 @@ def time_meta_step(learner, opt, theta, sample, repeats):
   return compile_s, seconds, flops_of(compiled)
 
 
-def python_loop_reference(learner, opt, theta, sample, meta_batch):
+def python_loop_reference(learner, opt, theta, sample, meta_batch,
+                          devices=None):
   """One meta-step that loops over tasks in Python: ``step(state, key)``.
 
-  Tasks are drawn by a jitted sampler; a jitted single-task meta-gradient is
+  Tasks are drawn by a jitted sampler; a jitted single-task learner is
   called for each (the task picked inside the jitted function, so no extra
-  dispatch), and a jitted Adam step applies the mean direction.
+  dispatch), and a jitted Adam step applies the mean direction and averages
+  the metrics: the same outputs as the batched step. With several
+  ``devices``, task i goes to device i mod D: the calls are dispatched
+  asynchronously, so the devices work on their tasks concurrently.
   """
   sample = jax.jit(sample)
+  devices = devices or [jax.devices()[0]]
 
   @jax.jit
   def one_task(params, tasks, i):
     task = jax.tree.map(
         lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1, axis=0), tasks)
-    return learner(params, task)[0]
+    return learner(params, task)
 
   @jax.jit
-  def update(state, directions):
-    mean = jax.tree.map(lambda *d: sum(d) / len(d), *directions)
-    return imaml_jax.train.apply_direction(opt, state, mean)
+  def update(state, outputs):
+    direction, metrics = jax.tree.map(lambda *d: sum(d) / len(d), *outputs)
+    return imaml_jax.train.apply_direction(opt, state, direction), metrics
 
-  def step(state, key):
-    tasks = sample(jax.random.fold_in(key, state.step))
-    directions = [one_task(state.params, tasks, i) for i in range(meta_batch)]
-    return update(state, directions)
+  def step(state, key):   # the tasks make_meta_step draws
+    task_key, _ = jax.random.split(jax.random.fold_in(key, state.step))
+    tasks = sample(task_key)
+    if len(devices) == 1:
+      outputs = [one_task(state.params, tasks, i) for i in range(meta_batch)]
+      return update(state, outputs)
+    on = [jax.device_put((state.params, tasks), d) for d in devices]
+    outputs = [one_task(*on[i % len(devices)], i) for i in range(meta_batch)]
+    return update(state, jax.device_put(outputs, devices[0]))
 
   return step
 
@@ -203,13 +235,24 @@ def main(argv=None):
                  help="only print the loop-free FLOP model per algorithm")
   p.add_argument("--batching", action="store_true",
                  help="also time meta-batch 1 and the Python-loop reference")
+  p.add_argument("--cpu_devices", type=int, default=0,
+                 help="split the host CPU into this many JAX devices "
+                      "(jax_num_cpu_devices; 0: JAX's default)")
+  p.add_argument("--num_devices", type=int, default=1,
+                 help="shard the meta-batch over this many devices "
+                      "(make_sharded_meta_step; 0: all)")
   a = p.parse_args(argv)
+  if a.cpu_devices:   # before anything initialises the CPU backend
+    jax.config.update("jax_num_cpu_devices", a.cpu_devices)
 
   model = imaml_jax.omniglot_conv4(a.ways)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
   sampler = lambda batch: (lambda k, data=None: synthetic_tasks(
       k, batch, a.ways, a.shots, a.queries))
   sample = sampler(a.meta_batch)
+  mesh = imaml_jax.task_mesh(a.num_devices)
+  devices = mesh.shape[imaml_jax.distributed.TASKS]
+  share = imaml_jax.device_share(a.meta_batch, mesh)
   theta = imaml_jax.init_params(model, jax.random.key(0),
                                 sample(jax.random.key(1)).support.x[0])
   opt = optax.adam(1e-3)
@@ -223,32 +266,44 @@ def main(argv=None):
   for name, learner in learners(loss, a).items():
     if name not in a.algorithms.split(","):
       continue
-    compile_s, seconds, flops = time_meta_step(learner, opt, theta, sample,
-                                               a.repeats)
+    compile_s, seconds, flops = time_meta_step(
+        learner, opt, theta, sampler(share), a.repeats,
+        mesh if devices > 1 else None)
     row = {
         "algorithm": name, "ways": a.ways, "shots": a.shots,
         "meta_batch": a.meta_batch, "task_chunk": a.task_chunk or None,
+        "devices": devices,
         "system": a.system if "imaml" in name else None,
         "hardware": hardware(), "compile_s": round(compile_s, 2),
         "s_per_step": round(seconds, 4),
         "tasks_per_s": round(a.meta_batch / seconds, 1),
-        "xla_gflop_per_step": round(flops / 1e9, 2),   # loop bodies once
+        "xla_gflop_per_step": round(flops / 1e9, 2),   # loop bodies once,
+                                                        # one device's share
         "gflop_per_step": round(useful[name] / 1e9, 2),  # model_flops
         "gflops": round(useful[name] / seconds / 1e9, 1),
         "fraction_of_matmul": round(useful[name] / seconds / peak, 3)}
     if a.batching:
       _, one, _ = time_meta_step(learner, opt, theta, sampler(1), a.repeats)
-      loop = python_loop_reference(learner, opt, theta, sample, a.meta_batch)
       state = imaml_jax.init_train_state(theta, opt)
       key = jax.random.key(2)
-      jax.block_until_ready(loop(state, key))   # compile
-      loop_s = median_time(lambda: jax.block_until_ready(loop(state, key)),
+
+      def time_loop(on):
+        loop = python_loop_reference(learner, opt, theta, sample,
+                                     a.meta_batch, on)
+        jax.block_until_ready(loop(state, key))   # compile
+        return median_time(lambda: jax.block_until_ready(loop(state, key)),
                            a.repeats)
+
+      loop_s = time_loop(None)
       row.update({"s_per_step_1_task": round(one, 4),
                   "batching_efficiency": round(seconds / (a.meta_batch * one),
                                                3),
                   "s_per_step_python_loop": round(loop_s, 4),
                   "speedup_vs_loop": round(loop_s / seconds, 2)})
+      if devices > 1:   # the loop may spread its tasks over the devices too
+        loop_d = time_loop(list(mesh.devices.flat))
+        row.update({"s_per_step_python_loop_devices": round(loop_d, 4),
+                    "speedup_vs_loop_devices": round(loop_d / seconds, 2)})
     print(json.dumps(row), flush=True)
 
 

@@ -70,3 +70,57 @@ def test_plot_runs_writes_a_png_with_curvature_panels(tmp_path):
                   "query_accuracy,cg_curvature_min,cg_relative_residual,"
                   "query_accuracy,query_accuracy"])
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+_LOOP_SCRIPT = """
+import jax
+jax.config.update("jax_num_cpu_devices", 2)
+import jax.numpy as jnp, numpy as np, optax
+import imaml_jax
+from benchmarks import meta_step
+
+loss = imaml_jax.mse_loss(imaml_jax.apply_fn(imaml_jax.MLP((8,))))
+def sample(key, data=None):   # 4 linear-regression tasks
+  kx, kw = jax.random.split(key)
+  x = jax.random.normal(kx, (4, 20, 3))
+  y = x @ jax.random.normal(kw, (4, 3, 1))
+  return imaml_jax.Task(imaml_jax.Batch(x[:, :10], y[:, :10]),
+                        imaml_jax.Batch(x[:, 10:], y[:, 10:]))
+learner = imaml_jax.imaml(loss, imaml_jax.gradient_descent(5, 0.1), 2.0, 5)
+opt = optax.sgd(0.1)   # Adam's first step is sign(direction): too coarse a check
+theta = imaml_jax.init_params(imaml_jax.MLP((8,)), jax.random.key(0),
+                              jnp.ones((1, 3)))
+state = imaml_jax.init_train_state(theta, opt)
+key = jax.random.key(1)
+batched = imaml_jax.make_meta_step(learner, opt, sample)(state, key)
+for devices in (None, jax.devices()):
+  looped = meta_step.python_loop_reference(learner, opt, theta, sample, 4,
+                                           devices)(state, key)
+  assert int(looped[0].step) == 1
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jax.tree.map(close, batched[0], looped[0])   # the new state
+  # Metrics that are task means (the loop averages worst cases too).
+  means = [k for k in batched[1] if not k.endswith(("_max", "_min"))
+           and k != "meta_grad_norm"]
+  assert len(means) > 5, means
+  for k in means:
+    close(batched[1][k], looped[1][k])
+print("ok", len(jax.devices()))
+"""
+
+
+def test_python_loop_reference_takes_the_batched_meta_step_on_one_or_two_devices():
+  # The reference of speedup_vs_loop must do the batched step's math: same
+  # tasks, directions, update and task metrics, whether its tasks go to one
+  # device or alternate between two.
+  import os
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  out = subprocess.run([sys.executable, "-c", _LOOP_SCRIPT], cwd=repo,
+                       env=dict(os.environ, PYTHONPATH=repo,
+                                JAX_PLATFORMS="cpu"),
+                       capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.split() == ["ok", "2"]
