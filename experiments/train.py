@@ -29,8 +29,9 @@ import tqdm
 import imaml_jax
 from experiments import common
 
+
 def split_cpu(c) -> None:
-  """Splits the host CPU into ``c.cpu_devices`` JAX devices; call before JAX starts.
+  """Splits the CPU into ``c.cpu_devices`` JAX devices; call before JAX starts.
 
   Does nothing when ``c.cpu_devices`` is 0 or already in effect; JAX raises
   if its backends started with another count.
@@ -41,7 +42,7 @@ def split_cpu(c) -> None:
 
 
 def cpu_layout(c):
-  """The config as it runs here: ``c.cpu_devices`` applied when JAX is on the CPU.
+  """The config as it runs here: ``c.cpu_devices`` applied if JAX is on a CPU.
 
   With ``cpu_devices`` set and no accelerator, the meta-batch is sharded over
   that many CPU devices (``num_devices``) and each takes its tasks one at a

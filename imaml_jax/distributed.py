@@ -84,11 +84,9 @@ def _reduce_over_devices(direction: PyTree, metrics: dict[str, jax.Array]
 
   The direction and the metrics are averaged over the devices, except the
   worst-case metrics (``*_max`` by max, ``*_min`` by min). Everything goes
-  through a single ``all_gather``: XLA's CPU runtime runs collectives that
-  are ready at once concurrently on its intra-op thread pool, and a pmean,
-  a pmax and a pmin of one device waiting together for the other took every
-  thread of a 2-core CPU and starved that other device (a 40-second
-  rendezvous timeout, then an abort).
+  through a single ``all_gather``: one rendezvous per step rather than a
+  pmean, a pmax and a pmin, which XLA's CPU runtime may run concurrently on
+  its small intra-op thread pool (docs/distributed.md, "On one CPU").
   """
   flat, unravel = jax.flatten_util.ravel_pytree((direction, metrics))
   every = jax.lax.all_gather(flat, TASKS)          # (devices, size)

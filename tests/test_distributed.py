@@ -210,8 +210,9 @@ def test_many_steps_on_two_cpu_devices_do_not_deadlock_the_collective():
   # (one device waiting for the other's part, which never started) within
   # 50 steps, 3 times out of 3, until the step waited for its result on CPUs.
   env = forced_devices_env(2)
-  env["XLA_FLAGS"] += (" --xla_cpu_collective_call_warn_stuck_timeout_seconds=5"
-                       " --xla_cpu_collective_call_terminate_timeout_seconds=10")
+  env["XLA_FLAGS"] += (
+      " --xla_cpu_collective_call_warn_stuck_timeout_seconds=5"
+      " --xla_cpu_collective_call_terminate_timeout_seconds=10")
   out = subprocess.run([sys.executable, "-c", LONG_RUN], env=env, cwd=ROOT,
                        capture_output=True, text=True, check=False,
                        timeout=300)

@@ -87,7 +87,7 @@ def sample(key, data=None):   # 4 linear-regression tasks
   return imaml_jax.Task(imaml_jax.Batch(x[:, :10], y[:, :10]),
                         imaml_jax.Batch(x[:, 10:], y[:, 10:]))
 learner = imaml_jax.imaml(loss, imaml_jax.gradient_descent(5, 0.1), 2.0, 5)
-opt = optax.sgd(0.1)   # Adam's first step is sign(direction): too coarse a check
+opt = optax.sgd(0.1)   # Adam's first step, sign(direction), is too coarse
 theta = imaml_jax.init_params(imaml_jax.MLP((8,)), jax.random.key(0),
                               jnp.ones((1, 3)))
 state = imaml_jax.init_train_state(theta, opt)
@@ -109,7 +109,7 @@ print("ok", len(jax.devices()))
 """
 
 
-def test_python_loop_reference_takes_the_batched_meta_step_on_one_or_two_devices():
+def test_python_loop_reference_takes_the_batched_step_on_one_or_two_devices():
   # The reference of speedup_vs_loop must do the batched step's math: same
   # tasks, directions, update and task metrics, whether its tasks go to one
   # device or alternate between two.
