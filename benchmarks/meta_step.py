@@ -4,7 +4,7 @@
     python -m benchmarks.meta_step --ways 20 --meta_batch 16 --inner_steps 25 \\
         --maml_steps 5 --maml_lr 0.1
     python -m benchmarks.meta_step --algorithms imaml_gd --batching   # issue 5.2/5.5
-    python -m benchmarks.meta_step --batching --cpu_devices 2 --num_devices 2 \
+    python -m benchmarks.meta_step --batching --cpu_devices 2 --num_devices 2 \\
         --task_chunk 1          # the fastest layout on a 2-core CPU
 
 Random images stand in for Omniglot (same shapes, same model and math), so
@@ -191,7 +191,8 @@ def python_loop_reference(learner, opt, theta, sample, meta_batch,
   Tasks are drawn by a jitted sampler; a jitted single-task learner is
   called for each (the task picked inside the jitted function, so no extra
   dispatch), and a jitted Adam step applies the mean direction and averages
-  the metrics: the same outputs as the batched step. With several
+  the metrics: the batched step's work (whose worst-case metrics are maxima
+  and minima rather than means). With several
   ``devices``, task i goes to device i mod D: the calls are dispatched
   asynchronously, so the devices work on their tasks concurrently.
   """
