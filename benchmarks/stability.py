@@ -3,6 +3,8 @@
     python -m benchmarks.stability --out runs/stability            # all runs
     python -m benchmarks.stability --out runs/stability --runs gd5w,hf5w
     python -m benchmarks.stability --out /tmp/smoke --scale 0.02   # a smoke run
+    python -m benchmarks.stability --plot OUT.png --summaries S1.jsonl,S2.jsonl \\
+        --runs gd5w,hf5w          # test accuracy against training minutes
 
 Each named run is an Omniglot config with CPU-budget overrides (``RUNS``),
 trained in ``<out>/<name>`` (rerunning resumes, so an interrupted check loses
@@ -53,6 +55,8 @@ RUNS = {
     "hf20w_hessian": ("20way1shot-imaml_hf", dict(lam=0.5, meta_batch=2,
                                                   **_HESSIAN_HF), 2000, 500),
     "maml5w": ("5way1shot-maml", dict(meta_batch=32), 2500, 500),
+    "maml5w_cpu2": ("5way1shot-maml", dict(meta_batch=32, **_CPU2), 2500,
+                    500),
     "maml20w": ("20way1shot-maml", dict(meta_batch=2), 2000, 500),
 }
 COLLAPSE_DROP = 0.10
@@ -118,6 +122,35 @@ def table(summaries) -> str:
   return "\n".join(lines)
 
 
+def read_summaries(paths) -> dict[str, dict]:
+  """Run name -> summary line, from summary.jsonl files (later files win)."""
+  summaries = {}
+  for path in paths:
+    with open(path) as f:
+      summaries.update({s["run"]: s for s in map(json.loads, f)})
+  return summaries
+
+
+def plot_wall_clock(summaries, out: str) -> None:
+  """Test accuracy ± 95% CI at the kept checkpoints against training minutes."""
+  import matplotlib   # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for s in summaries:
+    tests = [t for t in s["tests"] if t["train_minutes"] > 0]
+    ax.errorbar([t["train_minutes"] for t in tests],
+                [100 * t["accuracy"] for t in tests],
+                yerr=[100 * t["ci95"] for t in tests], marker="o",
+                capsize=3, label=s["run"])
+  ax.set_xlabel("training minutes (logged wall time of the meta-steps)")
+  ax.set_ylabel(f"test accuracy, % ({summaries[0]['test_episodes']} episodes)")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out, dpi=120)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", default="runs/stability")
@@ -128,8 +161,20 @@ def main(argv=None):
   p.add_argument("--episodes", type=int, default=600)
   p.add_argument("--data_dir", default="", help="TFDS data dir")
   p.add_argument("--noprogress", dest="progress", action="store_false")
+  p.add_argument("--plot", default="",
+                 help="only plot --runs from --summaries into this PNG")
+  p.add_argument("--summaries", default="",
+                 help="comma-separated summary.jsonl files, for --plot")
   a = p.parse_args(argv)
   names = a.runs.split(",")
+  if a.plot:
+    found = read_summaries(a.summaries.split(",") if a.summaries else [])
+    missing = [n for n in names if n not in found]
+    if missing:
+      p.error(f"runs {missing} are in none of the summaries; they hold "
+              f"{sorted(found)}")
+    plot_wall_clock([found[n] for n in names], a.plot)
+    return
   unknown = sorted(set(names) - set(RUNS))
   if unknown:
     p.error(f"unknown runs {unknown}; choose from {sorted(RUNS)}")

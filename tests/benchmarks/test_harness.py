@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import meta_step
 from benchmarks import stability
 from experiments import common
@@ -124,3 +126,24 @@ def test_python_loop_reference_takes_the_batched_step_on_one_or_two_devices():
                        capture_output=True, text=True, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.split() == ["ok", "2"]
+
+
+def test_wall_clock_plot_reads_summaries_later_files_winning(tmp_path):
+  def summary(run, acc):
+    return {"run": run, "test_episodes": 600,
+            "tests": [{"step": 0, "accuracy": 0.2, "ci95": 0.0,
+                       "train_minutes": 0.0},   # before training: not drawn
+                      {"step": 500, "accuracy": acc, "ci95": 0.01,
+                       "train_minutes": 2.5}]}
+  write_log(tmp_path / "old.jsonl", [summary("a", 0.5), summary("b", 0.6)])
+  write_log(tmp_path / "new.jsonl", [summary("a", 0.9)])
+  files = [str(tmp_path / "old.jsonl"), str(tmp_path / "new.jsonl")]
+  found = stability.read_summaries(files)
+  assert found["a"]["tests"][1]["accuracy"] == 0.9 and set(found) == {"a", "b"}
+  out = tmp_path / "wall.png"
+  stability.main(["--plot", str(out), "--summaries", ",".join(files),
+                  "--runs", "a,b"])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(SystemExit):   # a run no summary holds
+    stability.main(["--plot", str(out), "--summaries", files[0],
+                    "--runs", "a,c"])
