@@ -3,8 +3,8 @@
     python -m benchmarks.stability --out runs/stability            # all runs
     python -m benchmarks.stability --out runs/stability --runs gd5w,hf5w
     python -m benchmarks.stability --out /tmp/smoke --scale 0.02   # a smoke run
-    python -m benchmarks.stability --plot OUT.png --summaries S1.jsonl,S2.jsonl \\
-        --runs gd5w,hf5w          # test accuracy against training minutes
+    python -m benchmarks.stability --plot OUT.png --runs gd5w,hf5w \\
+        --summaries S1.jsonl,S2.jsonl   # test accuracy against train minutes
 
 Each named run is an Omniglot config with CPU-budget overrides (``RUNS``),
 trained in ``<out>/<name>`` (rerunning resumes, so an interrupted check loses
@@ -132,7 +132,7 @@ def read_summaries(paths) -> dict[str, dict]:
 
 
 def plot_wall_clock(summaries, out: str) -> None:
-  """Test accuracy ± 95% CI at the kept checkpoints against training minutes."""
+  """Test accuracy ± 95% CI at kept checkpoints against training minutes."""
   import matplotlib   # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
