@@ -4,10 +4,11 @@
     python -m benchmarks.op_profile --tasks 2          # vmap over 2 tasks
     taskset -c 0 python -m benchmarks.op_profile       # on one core
 
-Traces ``--runs`` calls of the jitted iMAML-GD meta-gradient (protocol
-settings: 16 GD steps of 0.1, lam 2, 5 CG steps; random Omniglot-shaped
-images) with ``jax.profiler`` and sums the traced XLA ops per kind (the
-op name without its numeric suffix: ``ynn_fusion``, ``dot``,
+Traces ``--runs`` calls of the jitted meta-gradient of ``--algorithm``
+(``benchmarks.meta_step``'s learners and flags; by default iMAML-GD with
+the protocol's 16 GD steps of 0.1, lam 2, 5 CG steps; random
+Omniglot-shaped images) with ``jax.profiler`` and sums the traced XLA ops
+per kind (the op name without its numeric suffix: ``ynn_fusion``, ``dot``,
 ``pad_slice_fusion``...). Prints one JSON line per kind, largest first, with
 milliseconds and calls per meta-gradient; the profiler's own overhead is
 included, so totals exceed an untraced run's.
@@ -27,7 +28,7 @@ import tempfile
 import jax
 
 import imaml_jax
-from benchmarks.meta_step import synthetic_tasks
+from benchmarks import meta_step
 
 _NOT_OPS = ("Thunk", "$", "Pjit", "PjRt", "Execute", "while", "end: ")
 
@@ -55,12 +56,15 @@ def main(argv=None):
   p.add_argument("--tasks", type=int, default=1)
   p.add_argument("--runs", type=int, default=3)
   p.add_argument("--top", type=int, default=12)
+  p.add_argument("--algorithm", default="imaml_gd",
+                 help="imaml_gd, imaml_hf, maml, fomaml or reptile")
+  meta_step.add_learner_args(p)
   a = p.parse_args(argv)
   model = imaml_jax.omniglot_conv4(5)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
-  tasks = synthetic_tasks(jax.random.key(1), a.tasks, 5, 1, 1)
+  tasks = meta_step.synthetic_tasks(jax.random.key(1), a.tasks, 5, 1, 1)
   theta = imaml_jax.init_params(model, jax.random.key(0), tasks.support.x[0])
-  learner = imaml_jax.imaml(loss, imaml_jax.gradient_descent(16, 0.1), 2.0, 5)
+  learner = meta_step.learners(loss, a)[a.algorithm]
   grad = jax.jit(lambda th, t: learner(th, t)[0])
   jax.block_until_ready(grad(theta, tasks))   # compile outside the trace
   with tempfile.TemporaryDirectory() as out:

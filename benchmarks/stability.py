@@ -183,8 +183,7 @@ def main(argv=None):
     p.error(f"the runs ask for different cpu_devices {sorted(cpu)}; run them "
             f"in separate calls")
   if cpu:   # before JAX starts; one-device runs use the first CPU device
-    train_lib.split_cpu(config_for(next(n for n in names
-                                        if RUNS[n][1].get("cpu_devices"))))
+    train_lib.split_cpu(cpu.pop())
   logging.set_verbosity(logging.WARNING)
   os.makedirs(a.out, exist_ok=True)
   summaries = [check(n, a.out, a.scale, a.episodes, a.data_dir, a.progress)

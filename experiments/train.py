@@ -30,13 +30,12 @@ import imaml_jax
 from experiments import common
 
 
-def split_cpu(c) -> None:
-  """Splits the CPU into ``c.cpu_devices`` JAX devices; call before JAX starts.
+def split_cpu(n: int) -> None:
+  """Splits the CPU into ``n`` JAX devices (a config's ``cpu_devices``).
 
-  Does nothing when ``c.cpu_devices`` is 0 or already in effect; JAX raises
-  if its backends started with another count.
+  Call before JAX starts. Does nothing when ``n`` is 0 or already in effect;
+  JAX raises if its backends started with another count.
   """
-  n = c.get("cpu_devices", 0)
   if n and jax.config.jax_num_cpu_devices != n:
     jax.config.update("jax_num_cpu_devices", n)
 
@@ -56,7 +55,7 @@ def cpu_layout(c):
     raise ValueError(
         f"the config asks for cpu_devices={n} but JAX's CPU has "
         f"{len(jax.devices())} device(s); call experiments.train.split_cpu("
-        f"config) (or jax.config.update('jax_num_cpu_devices', {n})) before "
+        f"{n}) (or jax.config.update('jax_num_cpu_devices', {n})) before "
         f"any JAX computation, as `python -m experiments.train` does.")
   c = c.copy_and_resolve_references()
   c.num_devices, c.task_chunk = n, 1
@@ -178,7 +177,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   f = flags.FLAGS
-  split_cpu(f.config)
+  split_cpu(f.config.get("cpu_devices", 0))
   workdir = f.workdir or os.path.join("runs", f.config.name)
   train(f.config, workdir, resume=f.resume, progress=f.progress)
 
