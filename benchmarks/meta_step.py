@@ -123,29 +123,41 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
   XLA's cost analysis counts the body of a loop once, whatever its trip
   count, so the compiled step's count misses (K - 1) of K inner steps and
   most CG steps. Here the pieces are costed without loops -- one gradient of
-  the task loss on the support set, one Hessian-vector product, one query
-  gradient -- and combined per algorithm:
+  the task loss on the support set, the linear map ``v -> H v`` that
+  ``jax.linearize`` of that gradient returns (the CG steps of iMAML's
+  implicit gradient and of Newton-CG apply it; the gradient it is linearized
+  from is counted once per linearization), one forward-over-reverse
+  Hessian-vector product (MAML's backward pass through an inner step), one
+  query gradient -- and combined per algorithm:
 
-  * iMAML-GD: K gradients + cg HVPs + 1 query gradient;
-  * iMAML-HF: newton_steps x (1 gradient + cg HVPs), + cg HVPs + 1 query
-    gradient (line-search forward passes not counted);
+  * iMAML-GD: K gradients + (1 gradient + cg H v products) + 1 query
+    gradient;
+  * iMAML-HF: newton_steps x (1 gradient + cg H v products), + (1 gradient
+    + cg H v products) + 1 query gradient (line-search forward passes not
+    counted);
   * MAML: K gradients forward, K HVP-like products back, + 1 query gradient;
   * FOMAML: K gradients + 1 query gradient; Reptile: K gradients;
 
-  times the meta-batch. Sampling, metrics and Adam are not counted, and
-  Gauss-Newton products are counted as HVPs (they cost somewhat less).
+  times the meta-batch. Sampling, metrics, CG's residual checks and Adam are
+  not counted, and Gauss-Newton products are counted as H v products (they
+  cost somewhat less).
   """
   one = lambda b: jax.tree.map(lambda x: x[0], b)
   cost = lambda f, *args: flops_of(jax.jit(f).lower(*args).compile())
-  grad = cost(lambda p, b: jax.grad(loss)(p, b), theta, one(tasks.support))
-  hvp = cost(lambda p, b, v: imaml_jax.hvp(loss, p, b, v), theta,
-             one(tasks.support), theta)   # v a separate argument: no CSE
-  query = cost(lambda p, b: jax.grad(loss)(p, b), theta, one(tasks.query))
+  support, query_batch = one(tasks.support), one(tasks.query)
+  support_grad = lambda p: jax.grad(loss)(p, support)
+  grad = cost(support_grad, theta)
+  # the linearized map alone: its residuals are inputs, not recomputed
+  hv = cost(lambda lin, v: lin(v), jax.linearize(support_grad, theta)[1],
+            theta)
+  hvp = cost(lambda p, b, v: imaml_jax.hvp(loss, p, b, v), theta, support,
+             theta)   # v a separate argument: no CSE
+  query = cost(lambda p, b: jax.grad(loss)(p, b), theta, query_batch)
+  solve = lambda cg_steps: grad + cg_steps * hv
   per_task = {
-      "imaml_gd": a.inner_steps * grad + a.cg_steps * hvp + query,
-      "imaml_hf": a.newton_steps * (grad + (a.newton_cg_steps or a.cg_steps)
-                                    * hvp)
-                  + a.cg_steps * hvp + query,
+      "imaml_gd": a.inner_steps * grad + solve(a.cg_steps) + query,
+      "imaml_hf": a.newton_steps * solve(a.newton_cg_steps or a.cg_steps)
+                  + solve(a.cg_steps) + query,
       "maml": a.maml_steps * (grad + hvp) + query,
       "fomaml": a.maml_steps * grad + query,
       "reptile": a.inner_steps * grad,

@@ -47,6 +47,14 @@ def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
   return jax.jvp(grad, (params,), (v,))[1]
 
 
+def _hessian_operator(loss_fn: LossFn, params: PyTree, batch: PyTree
+                      ) -> MatVec:
+  """``v -> H v`` at ``params``, as :func:`hvp` computes it, but linearized
+  once: the CG steps that apply it share one forward and backward pass."""
+  grad = lambda p: jax.grad(loss_fn)(p, batch)
+  return jax.linearize(grad, params)[1]
+
+
 def exact_system() -> LinearSystem:
   r"""The paper's system :math:`(I + H/\lambda)\, v = g` (Lemma 1).
 
@@ -55,8 +63,8 @@ def exact_system() -> LinearSystem:
   """
 
   def system(loss_fn, params, batch, lam):
-    return lambda v: otu.tree_add_scale(
-        v, 1.0 / lam, hvp(loss_fn, params, batch, v))
+    hessian = _hessian_operator(loss_fn, params, batch)
+    return lambda v: otu.tree_add_scale(v, 1.0 / lam, hessian(v))
 
   return system
 
@@ -77,9 +85,10 @@ def damped_system(regularization: float = 1.0,
                      f"{regularization!r} and {lam_damping!r}.")
 
   def system(loss_fn, params, batch, lam):
+    hessian = _hessian_operator(loss_fn, params, batch)
     return lambda v: otu.tree_add_scale(
         otu.tree_scale(1.0 + regularization, v), 1.0 / (lam + lam_damping),
-        hvp(loss_fn, params, batch, v))
+        hessian(v))
 
   return system
 

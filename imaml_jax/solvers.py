@@ -228,29 +228,32 @@ class NewtonCG:
     if not 0.0 < self.shrink < 1.0:
       raise ValueError(f"shrink must lie in (0, 1), got {self.shrink!r}.")
 
-  def _curvature(self, fun: Objective
-                 ) -> Callable[[PyTree], Callable[[PyTree], PyTree]]:
-    """``params -> (v -> B v)``, B the Hessian or Gauss-Newton matrix of fun."""
+  def _linearized(self, fun: Objective) -> Callable[
+      [PyTree], tuple[jax.Array, PyTree, Callable[[PyTree], PyTree]]]:
+    """``params -> (f, grad f, v -> B v)``, B the Hessian or Gauss-Newton
+    matrix of fun at params. With the Hessian, ``jax.linearize`` of the
+    gradient runs the forward and backward pass once for all the CG steps."""
+    value_and_grad = jax.value_and_grad(fun)
     if self.curvature == "hessian":
-      grad = jax.grad(fun)
-      return lambda params: lambda v: jax.jvp(grad, (params,), (v,))[1]
+      def at(params):
+        (loss, g), tangents = jax.linearize(value_and_grad, params)
+        return loss, g, lambda v: tangents(v)[1]
+      return at
     if not callable(getattr(fun, "gauss_newton", None)):
       raise TypeError(
           "newton_cg(curvature='gauss_newton') needs an objective with a "
           "gauss_newton(params) -> matvec method, such as the "
           "imaml_jax.TaskObjective that implicit_adapt passes its solver; got "
           f"{fun!r}.")
-    return fun.gauss_newton
+    return lambda params: (*value_and_grad(params), fun.gauss_newton(params))
 
   def __call__(self, fun: Objective, init: PyTree
                ) -> tuple[PyTree, SolverInfo]:
-    value_and_grad = jax.value_and_grad(fun)
-    curvature = self._curvature(fun)
+    linearized = self._linearized(fun)
 
     def step(carry, _):
       params, moved = carry
-      loss, g = value_and_grad(params)
-      product = curvature(params)
+      loss, g, product = linearized(params)
       matvec = lambda v: otu.tree_add_scale(product(v), self.damping, v)
 
       direction, _ = truncated_cg(matvec, otu.tree_scale(-1.0, g),
