@@ -147,3 +147,30 @@ def test_wall_clock_plot_reads_summaries_later_files_winning(tmp_path):
   with pytest.raises(SystemExit):   # a run no summary holds
     stability.main(["--plot", str(out), "--summaries", files[0],
                     "--runs", "a,c"])
+
+
+def test_transposed_product_has_the_derivatives_of_a_matmul():
+  # benchmarks/weight_grad_layout.py's product: same gradient and
+  # forward-over-reverse Hessian-vector product as p @ k, under vmap too.
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from benchmarks import weight_grad_layout
+  kp, kk, kv = jax.random.split(jax.random.key(0), 3)
+  p = jax.random.normal(kp, (3, 7, 4))
+  k = jax.random.normal(kk, (3, 4, 5))
+  v = jax.random.normal(kv, (3, 4, 5))
+
+  def loss(product):
+    return lambda p, k: jnp.sum(jnp.tanh(product(p * p, k)) ** 2)
+
+  for product in (jnp.matmul, weight_grad_layout.transposed_product):
+    grad = jax.vmap(jax.grad(loss(product), argnums=(0, 1)))
+    hvp = jax.vmap(lambda p, k, v: jax.jvp(
+        lambda k: jax.grad(loss(product), argnums=1)(p, k), (k,), (v,))[1])
+    if product is jnp.matmul:
+      expected = grad(p, k), hvp(p, k, v)
+    else:
+      got = grad(p, k), hvp(p, k, v)
+  for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+    np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
