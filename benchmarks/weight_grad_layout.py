@@ -111,7 +111,7 @@ def main(argv=None):
   functions = {layout: compile_functions(layout, a.tasks) for layout in layouts}
   times = {(layout, name): [] for layout in layouts for name in functions[layout]}
   values = {}
-  for (layout, name), ts in times.items():
+  for layout, name in times:
     fn, args = functions[layout][name]
     values[layout, name] = np.concatenate(
         [np.ravel(x) for x in jax.tree.leaves(fn(*args))])
