@@ -41,7 +41,9 @@ def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
   """Hessian-vector product ``H v`` of ``loss_fn(., batch)`` at ``params``.
 
   Forward-over-reverse: the JVP of the gradient, about the cost of two
-  gradient evaluations and no Hessian in memory.
+  gradient evaluations and no Hessian in memory. For many products at one
+  ``params``, linearize the gradient once (``jax.linearize``), as the
+  systems below do for their CG steps.
   """
   grad = lambda p: jax.grad(loss_fn)(p, batch)
   return jax.jvp(grad, (params,), (v,))[1]
