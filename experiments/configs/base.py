@@ -20,9 +20,10 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   # When JAX runs on the CPU (no accelerator): split the CPU into this many
   # JAX devices before JAX starts, shard the meta-batch over them and take
   # each device's tasks one at a time (num_devices and task_chunk are then
-  # ignored). Measured on a 2-core CPU: 2 devices run 2.4x the meta-steps
-  # per second of one plain vmap at meta-batch 32 (docs/benchmarks.md), 1.9x
-  # in the make train run (docs/stability.md). Ignored on a GPU/TPU.
+  # ignored). Measured on a 2-core CPU: 2 devices run about 2x the
+  # meta-steps per second of one plain vmap at meta-batch 32 (0.86 s -> 0.42 s,
+  # docs/benchmarks.md), 1.9x in the make train run (docs/stability.md).
+  # Ignored on a GPU/TPU.
   # 0 = JAX's default (one CPU device; num_devices and task_chunk apply).
   c.cpu_devices = 0
   c.cg_steps = 5                # implicit-gradient CG steps (paper)
