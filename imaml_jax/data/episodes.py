@@ -25,14 +25,31 @@ def with_rotations(images: jax.Array) -> jax.Array:
   return jnp.concatenate([jnp.rot90(images, r, axes=(2, 3)) for r in range(4)])
 
 
+def _rot90(x: jax.Array, turns: jax.Array) -> jax.Array:
+  """``x`` of shape ``(n, H, W[, C])`` rotated by ``turns`` (traced) x 90 degrees."""
+  return jax.lax.switch(turns, [
+      lambda x, r=r: jnp.rot90(x, r, axes=(1, 2)) for r in range(4)], x)
+
+
 def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
-                    ways: int, shots: int, queries: int) -> Task:
+                    ways: int, shots: int, queries: int,
+                    rotate: bool = False) -> Task:
   """A batch of N-way K-shot tasks from ``images[class, example, H, W[, C]]``.
 
   Each task draws ``ways`` distinct classes, labelled 0..N-1 in random order,
   and ``shots + queries`` distinct examples of each: the first ``shots`` form
   the support set, the rest the query set. Pixels become float32 in [0, 1]
   (a channel axis is added to grey images).
+
+  Args:
+    key: PRNG key of this batch of episodes.
+    images: uint8 array ``(classes, examples, H, W[, C])``.
+    num_tasks: episodes in the batch.
+    ways, shots, queries: N, K and the query examples per class.
+    rotate: rotate each drawn class (all its examples alike) by an
+      independent random multiple of 90 degrees, as MAML's and the iMAML
+      authors' test episodes do on Omniglot. The classes and examples drawn
+      do not depend on it.
 
   Returns:
     A :class:`Task` with ``x`` of shape ``(num_tasks, ways * n, H, W, C)`` and
@@ -56,6 +73,9 @@ def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
                      f"queries={queries}.")
   if num_tasks < 1:
     raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
+  if rotate and images.shape[2] != images.shape[3]:
+    raise ValueError(f"rotate=True needs square images, got shape "
+                     f"{images.shape[2:4]}.")
 
   def one_task(key):
     class_key, example_key = jax.random.split(key)
@@ -63,7 +83,11 @@ def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
     examples = jax.vmap(lambda k: jax.random.choice(
         k, per_class, (shots + queries,), replace=False))(
             jax.random.split(example_key, ways))
-    return images[classes[:, None], examples]   # (ways, shots + queries, ...)
+    x = images[classes[:, None], examples]   # (ways, shots + queries, ...)
+    if rotate:   # its own key: the classes and examples stay as without
+      turns = jax.random.randint(jax.random.fold_in(key, 1), (ways,), 0, 4)
+      x = jax.vmap(_rot90)(x, turns)
+    return x
 
   x = jax.vmap(one_task)(jax.random.split(key, num_tasks))
   x = x.astype(jnp.float32) / 255.0

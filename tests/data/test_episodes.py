@@ -65,3 +65,51 @@ def test_bad_episode_settings(ways, shots, queries, match):
   with pytest.raises(ValueError, match=match):
     imaml_jax.sample_episodes(jax.random.key(0), coded_images(), 2, ways,
                               shots, queries)
+
+
+def asymmetric_images():
+  """images[c, e]: a 6x6 ramp, no rotation of which equals another, + c + e."""
+  ramp = np.arange(36, dtype=np.uint8).reshape(6, 6)
+  return jnp.asarray(ramp[None, None] + 40 * np.arange(C)[:, None, None, None]
+                     + 2 * np.arange(E)[None, :, None, None]).astype(jnp.uint8)
+
+
+def turns_of(task_x, plain_x):
+  """The multiple of 90 degrees that maps each plain image to the rotated one."""
+  out = []
+  for a, b in zip(np.asarray(plain_x)[..., 0], np.asarray(task_x)[..., 0]):
+    out.append([r for r in range(4) if np.array_equal(np.rot90(a, r), b)])
+  return out
+
+
+def test_rotated_episodes_draw_the_same_examples_and_turn_each_class_as_one():
+  images = asymmetric_images()
+  key = jax.random.key(3)
+  plain = imaml_jax.sample_episodes(key, images, 64, 5, 1, 1)
+  rotated = imaml_jax.sample_episodes(key, images, 64, 5, 1, 1, rotate=True)
+  # Labels and the drawn examples are those of the unrotated episodes.
+  jax.tree.map(np.testing.assert_array_equal, plain.support.y,
+               rotated.support.y)
+  seen = set()
+  for t in range(64):
+    for c in range(5):   # support and query of class c: one rotation
+      s = turns_of(rotated.support.x[t, c:c + 1], plain.support.x[t, c:c + 1])
+      q = turns_of(rotated.query.x[t, c:c + 1], plain.query.x[t, c:c + 1])
+      assert len(s[0]) == 1 and s == q, (t, c, s, q)
+      seen.add(s[0][0])
+  assert seen == {0, 1, 2, 3}   # all four multiples of 90 degrees occur
+
+
+def test_episodes_are_not_rotated_unless_asked():
+  images = asymmetric_images()
+  tasks = imaml_jax.sample_episodes(jax.random.key(4), images, 16, 5, 1, 1)
+  flat = np.rint(np.asarray(tasks.support.x)[..., 0] * 255).astype(np.uint8)
+  originals = {np.asarray(images[c, e]).tobytes() for c in range(C)
+               for e in range(E)}
+  assert all(x.tobytes() in originals for x in flat.reshape(-1, 6, 6))
+
+
+def test_rotation_needs_square_images():
+  with pytest.raises(ValueError, match="square"):
+    imaml_jax.sample_episodes(jax.random.key(0), jnp.zeros((6, 4, 3, 5)),
+                              2, 5, 1, 1, rotate=True)
