@@ -90,12 +90,14 @@ def check(name: str, out: str, scale: float, episodes: int, data_dir: str,
                os.path.join(workdir, f"results_{step}.json"))
     at = max((s for s in steps if s <= step), default=0)
     tests.append({"step": step, "accuracy": r["accuracy"], "ci95": r["ci95"],
+                  "wide_accuracy": r["wide"]["accuracy"],
+                  "wide_ci95": r["wide"]["ci95"],
                   "train_minutes": round(seconds[steps.index(at)] / 60, 2)
                   if at else 0.0})
   summary = {
       "run": name, "config": RUNS[name][0], "overrides": RUNS[name][1],
       "meta_steps": c.meta_steps, "meta_batch": c.meta_batch,
-      "train_queries": c.train_queries, "test_queries": c.test_queries,
+      "train_queries": c.train_queries, "test_protocol": "paper",
       "test_episodes": episodes, "collapsed": fall.drop > COLLAPSE_DROP,
       "max_drop": fall.drop, "drop_step": fall.step,
       "peak_step": fall.peak_step, "final_train_accuracy": acc[-1],

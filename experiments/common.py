@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
 import platform
+import subprocess
 
 import jax
 import numpy as np
@@ -110,20 +112,37 @@ def load_images(c, split: str):
   return images
 
 
-def make_evaluator(c, learner, loss, queries: int):
+def test_adaptation(c, loss, p):
+  """``adapt(theta, support) -> phi`` as protocol ``p`` adapts at test.
+
+  ``p`` is an :class:`experiments.protocol.Protocol`: the learner's own inner
+  loop run for ``p.test_inner_steps`` steps, or plain GD on the support loss
+  (lam 0) at the config's inner learning rate for ``"gd_lam0"``.
+  """
+  if p.adaptation == "gd_lam0":
+    return imaml_jax.finetune(
+        loss, imaml_jax.gradient_descent(p.test_inner_steps, c.inner_lr))
+  c = c.copy_and_resolve_references()
+  c.test_inner_steps = p.test_inner_steps
+  return build_learner(c, loss, test=True).adapt
+
+
+def make_evaluator(c, adapt, loss, queries: int, rotate: bool = False):
   """``evaluate(theta, images, key, episodes) -> per-episode accuracy (numpy)``.
 
-  Episodes are drawn on device with ``key`` and evaluated ``c.eval_chunk``
-  (default 100) at a time: vmapped adaptation of each, then accuracy on its
-  query set.
+  Episodes (``queries`` per class, each class rotated by a random multiple of
+  90 degrees with ``rotate``) are drawn on device with ``key`` and evaluated
+  ``c.eval_chunk`` (default 100) at a time: ``adapt(theta, support)`` of
+  each, vmapped, then accuracy on its query set. The same key gives the same
+  episodes whatever ``adapt`` is.
   """
   chunk = c.get("eval_chunk", 100)
 
   @jax.jit
   def one_chunk(theta, images, key):
     tasks = imaml_jax.sample_episodes(key, images, chunk, c.ways, c.shots,
-                                      queries)
-    return imaml_jax.adapt_and_evaluate(learner.adapt, loss.metrics, theta,
+                                      queries, rotate=rotate)
+    return imaml_jax.adapt_and_evaluate(adapt, loss.metrics, theta,
                                         tasks)["accuracy"]
 
   def evaluate(theta, images, key, episodes: int):
@@ -204,3 +223,19 @@ def hardware() -> str:
   return f"{device.platform.upper()}: {device.device_kind}"
 
 
+
+
+def provenance() -> dict:
+  """``{"date": "YYYY-MM-DD" (UTC), "commit": git HEAD[+dirty] or None}``."""
+  try:
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"],
+                            cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        capture_output=True, text=True, check=True).stdout.strip()
+    commit += "+dirty" if dirty else ""
+  except (OSError, subprocess.CalledProcessError):
+    commit = None
+  today = datetime.datetime.now(datetime.timezone.utc).date()
+  return {"date": today.isoformat(), "commit": commit}

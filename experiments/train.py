@@ -102,7 +102,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   state = imaml_jax.replicate(state, mesh)
   train_images = imaml_jax.replicate(train_images, mesh)
   evaluate = common.make_evaluator(
-      c, common.build_learner(c, loss, test=True), loss, c.test_queries)
+      c, common.build_learner(c, loss, test=True).adapt, loss, c.test_queries)
   log_file = open(os.path.join(workdir, "metrics.jsonl"), "a")
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
   show = (lambda line: tqdm.tqdm.write(line)) if progress else print

@@ -62,8 +62,13 @@ def test_training_and_evaluation_run_with_test_inner_steps(
   assert [r["step"] for r in rows if r["kind"] == "train"] == [3, 6][:steps // 3]
   assert all(np.isfinite(r["query_loss"]) for r in rows if r["kind"] == "train")
   assert [r["step"] for r in rows if r["kind"] == "validation"] == [steps]
-  results = evaluate.evaluate(str(workdir))
+  results = evaluate.evaluate(str(workdir), ("wide", "paper"))
   assert results["dataset"] == "mini_imagenet"
   assert results["setting"] == "5-way 1-shot"
-  assert results["episodes"] == 8 and results["test_queries_per_class"] == 2
-  assert results["inner_steps"] == 2 and results["meta_steps"] == steps
+  wide, paper = results["protocol"], results["paper"]["protocol"]
+  assert results["episodes"] == 8 and wide["queries_per_class"] == 2
+  assert wide["test_inner_steps"] == 2 and results["meta_steps"] == steps
+  # The paper protocol: K = 1 query per class, no rotations on Mini-ImageNet,
+  # MAML's published 10 test steps, iMAML-HF's trained Newton steps.
+  assert paper["queries_per_class"] == 1 and not paper["rotate_test_classes"]
+  assert paper["test_inner_steps"] == {"maml": 10, "imaml_hf": 4}[algorithm]

@@ -53,10 +53,19 @@ def test_meta_steps_reduce_training_loss_and_evaluation_writes_results(
   saved = json.load(open(tmp_path / "results.json"))
   assert saved == results
   for key in ("algorithm", "setting", "accuracy", "ci95", "episodes",
-              "inner_steps", "meta_steps", "seed", "train_seconds", "hardware"):
+              "protocol", "wide", "meta_steps", "seed", "train_seconds",
+              "hardware", "date", "commit"):
     assert key in saved
-  assert saved["episodes"] == 100 and saved["meta_steps"] == 60
-  assert 0.3 < saved["accuracy"] <= 1.0   # chance is 0.2
+  # The headline figure is the paper protocol's; the wide one is beside it.
+  assert saved["protocol"]["name"] == "paper"
+  assert saved["protocol"]["queries_per_class"] == 1
+  assert saved["protocol"]["rotate_test_classes"]
+  assert saved["protocol"]["test_inner_steps"] == 3   # MAML, 5-way Omniglot
+  assert saved["wide"]["protocol"]["queries_per_class"] == 5
+  assert saved["episodes"] == saved["wide"]["episodes"] == 100
+  assert saved["meta_steps"] == 60
+  for figure in (saved, saved["wide"]):
+    assert 0.3 < figure["accuracy"] <= 1.0   # chance is 0.2
 
 
 def final_params(workdir):
@@ -107,7 +116,7 @@ def test_two_device_run_trains_and_its_checkpoint_evaluates_on_one_device(
   assert [r["step"] for r in rows if r["kind"] == "train"] == [5, 10]
   assert all(np.isfinite(r["query_loss"]) for r in rows if r["kind"] == "train")
   # This process has one device: the replicated checkpoint restores here.
-  results = evaluate.evaluate(str(tmp_path), episodes=20)
+  results = evaluate.evaluate(str(tmp_path), ("wide",), episodes=20)
   assert results["meta_steps"] == 10 and 0.0 < results["accuracy"] <= 1.0
 
 
