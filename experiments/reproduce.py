@@ -1,0 +1,224 @@
+"""One command per Table cell: train under a declared budget, evaluate, store.
+
+    python -m experiments.reproduce omniglot-5w1s-imaml_hf [more cells] [--budget_minutes N]
+    python -m experiments.reproduce --list            # cells, recipes, status
+
+For each named cell (:mod:`experiments.paper`): trains its recipe
+(:data:`RECIPES`: the paper's settings, or a measured CPU budget recipe) in
+``runs/cells/<cell>``, resuming whatever is there; then evaluates the final
+checkpoint under the paper protocol and the wide one
+(:mod:`experiments.protocol`, >= 600 test episodes) and stores the cell in
+``results/<cell>/``:
+
+* ``results.json``: protocol, accuracy, ci95, episodes, the wide figure,
+  meta-steps, meta-batch, train minutes, hardware, date, commit, and every
+  training value that differs from the paper's;
+* ``config.json``; ``metrics.jsonl`` (the training and validation curves);
+* ``theta.msgpack``: the final meta-parameters (re-evaluate with
+  ``python -m experiments.evaluate --params results/<cell>``).
+
+A cell that stops on its wall-clock budget (``--budget_minutes``, counted
+over all sessions) before its meta-steps stores ``checkpoint.msgpack``
+(parameters and optimizer state) instead of results: rerunning the command on
+any machine resumes from it. Afterwards ``python -m experiments.results_page``
+renders docs/results.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+import imaml_jax
+from experiments import common
+from experiments import evaluate
+from experiments import paper
+from experiments import train
+
+RESULTS = "results"
+WORKDIRS = os.path.join("runs", "cells")
+CHECKPOINT = "checkpoint.msgpack"
+# Fields of the training log kept in results/<cell>/metrics.jsonl.
+CURVE_FIELDS = ("kind", "step", "query_accuracy", "query_loss",
+                "seconds_per_step", "meta_grad_norm", "cg_relative_residual",
+                "inner_grad_ratio", "accuracy", "ci95")
+
+# The CPU budget recipe measured on 2-core CPUs (docs/stability.md, README):
+# meta-batch 8 split over 2 CPU devices, 5 training queries per class, lam 0.5.
+_CPU_5W1S = dict(meta_batch=8, train_queries=5, lam=0.5, meta_steps=15_000)
+# Logging, validation and checkpoint intervals of every cell.
+_INTERVALS = dict(eval_every=1000, val_episodes=300, checkpoint_every=500,
+                  cpu_devices=2)
+
+RECIPES: dict[str, tuple[dict, str]] = {
+    # cell: (overrides of the cell's default config, why)
+    "omniglot-5w1s-imaml_hf": (
+        _CPU_5W1S, "CPU budget recipe (hf5w_cpu2 of docs/stability.md, 3x "
+        "longer): Gauss-Newton systems, 4 Newton steps of 2 CG"),
+    "omniglot-5w1s-imaml_gd": (
+        _CPU_5W1S, "CPU budget recipe (make train's, 3x longer): "
+        "Gauss-Newton implicit system"),
+    "omniglot-5w1s-maml": (
+        dict(meta_steps=15_000), "the paper's settings for 15,000 meta-steps "
+        "(the same count as the iMAML cells, 4x their tasks)"),
+}
+
+
+def cell_config(name: str,
+                overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """A cell's training config: its default config, recipe and ``overrides``.
+
+  Cells without a recipe train at the paper's project settings
+  (:func:`experiments.paper.default_config`) on 2 CPU devices.
+  """
+  cell = paper.parse_cell(name)
+  c = paper.default_config(cell)
+  c.update(_INTERVALS)
+  c.update(RECIPES.get(name, ({}, ""))[0])
+  c.update(overrides or {})
+  return c
+
+
+def _slim_curve(src: str, dst: str) -> None:
+  """Copies a run's metrics.jsonl, keeping the fields of :data:`CURVE_FIELDS`."""
+  with open(src) as f, open(dst, "w") as out:
+    for line in f:
+      row = json.loads(line)
+      out.write(json.dumps({k: row[k] for k in CURVE_FIELDS if k in row})
+                + "\n")
+
+
+def _seed_workdir(folder: str, workdir: str, c) -> None:
+  """Starts ``workdir`` from a stored ``checkpoint.msgpack`` (fresh machine)."""
+  model, _ = common.model_and_loss(c)
+  x = np.zeros((1,) + common.IMAGE_SHAPES[c.dataset], np.float32)
+  like = imaml_jax.init_train_state(
+      imaml_jax.init_params(model, jax.random.key(0), x),
+      common.meta_optimizer(c))
+  with open(os.path.join(folder, CHECKPOINT), "rb") as f:
+    state = flax.serialization.from_bytes(like, f.read())
+  state = jax.tree.map(jnp.asarray, state)
+  os.makedirs(workdir, exist_ok=True)
+  shutil.copy(os.path.join(folder, "metrics.jsonl"),
+              os.path.join(workdir, "metrics.jsonl"))
+  manager = common.checkpoint_manager(workdir)
+  manager.save(int(state.step), args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  print(f"{os.path.basename(folder)}: resuming the stored checkpoint at step "
+        f"{int(state.step)}", flush=True)
+
+
+def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
+              budget_minutes: float | None = None, episodes: int = 600,
+              overrides: dict | None = None, progress: bool = True) -> dict:
+  """Trains (or resumes) one cell, then evaluates and stores it.
+
+  Args:
+    name: a cell name, e.g. ``"omniglot-5w1s-imaml_hf"``.
+    results: the folder of stored cells (``<results>/<name>/``).
+    workdirs: where the training runs live (``<workdirs>/<name>/``).
+    budget_minutes: wall-clock budget of the meta-steps, all sessions
+      together (``max_train_minutes``); ``None``: the recipe's (or none).
+    episodes: test episodes of each protocol.
+    overrides: config values on top of the recipe (tests, experiments).
+    progress: show a progress bar.
+
+  Returns:
+    The stored results dict; ``{"status": "training", ...}`` if the budget
+    ended before the meta-steps.
+  """
+  cell = paper.parse_cell(name)
+  c = cell_config(name, overrides)
+  if budget_minutes is not None:
+    c.max_train_minutes = budget_minutes
+  folder, workdir = os.path.join(results, name), os.path.join(workdirs, name)
+  os.makedirs(folder, exist_ok=True)
+  has_run = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
+      os.path.join(workdir, "checkpoints"))
+  if not has_run and os.path.exists(os.path.join(folder, CHECKPOINT)):
+    _seed_workdir(folder, workdir, c)
+  state = train.train(c, workdir, resume=True, progress=progress)
+  shutil.copy(os.path.join(workdir, "config.json"),
+              os.path.join(folder, "config.json"))
+  _slim_curve(os.path.join(workdir, "metrics.jsonl"),
+              os.path.join(folder, "metrics.jsonl"))
+  step = int(state.step)
+  if step < c.meta_steps:   # budget spent: keep what resumes it
+    with open(os.path.join(folder, CHECKPOINT), "wb") as f:
+      f.write(flax.serialization.to_bytes(jax.device_get(state)))
+    status = {"cell": name, "status": "training", "meta_steps": step,
+              "planned_meta_steps": c.meta_steps}
+    print(f"{name}: budget spent at step {step} of {c.meta_steps}; "
+          f"{folder}/{CHECKPOINT} resumes it", flush=True)
+    return status
+  out = evaluate.evaluate(workdir, ("paper", "wide"), episodes,
+                          checkpoint="final", output=None)
+  out = {"cell": name, "status": "done", **out,
+         "train_minutes": round(out["train_seconds"] / 60, 1),
+         "recipe": RECIPES.get(name, ({}, "the paper's settings"))[1],
+         "differs_from_paper": paper.differences(cell, c),
+         "paper": dict(zip(("accuracy", "ci95"), cell.paper))}
+  evaluate.save_theta(folder, state.params, step)
+  with open(os.path.join(folder, "results.json"), "w") as f:
+    json.dump(out, f, indent=2)
+  if os.path.exists(os.path.join(folder, CHECKPOINT)):
+    os.remove(os.path.join(folder, CHECKPOINT))
+  return out
+
+
+def status(results: str = RESULTS) -> list[str]:
+  """One line per cell: name, recipe and what ``results`` holds of it."""
+  lines = []
+  for cell in paper.cells():
+    folder = os.path.join(results, cell.name)
+    if os.path.exists(os.path.join(folder, "results.json")):
+      r = json.load(open(os.path.join(folder, "results.json")))
+      state = (f"done: {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}% "
+               f"(paper protocol), {r['meta_steps']} meta-steps")
+    elif os.path.exists(os.path.join(folder, CHECKPOINT)):
+      state = "training (checkpoint stored)"
+    else:
+      state = "not run"
+    recipe = RECIPES.get(cell.name, ({}, "paper settings"))[1]
+    lines.append(f"{cell.name:28s} {state}; recipe: {recipe}")
+  return lines
+
+
+def main(argv: Sequence[str]):
+  logging.set_verbosity(logging.WARNING)
+  f = flags.FLAGS
+  names = argv[1:]
+  if f.list or not names:
+    print("\n".join(status(f.results)))
+    return
+  try:
+    configs = [cell_config(n) for n in names]
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  train.split_cpu(max(c.get("cpu_devices", 0) for c in configs))
+  for name in names:
+    reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
+              progress=f.progress)
+
+
+if __name__ == "__main__":
+  flags.DEFINE_bool("list", False, "List the cells and their status.")
+  flags.DEFINE_float("budget_minutes", None, "Wall-clock budget of each "
+                     "cell's meta-steps, resumed sessions included.")
+  flags.DEFINE_integer("episodes", 600, "Test episodes per protocol.")
+  flags.DEFINE_string("results", RESULTS, "Folder of stored cells.")
+  flags.DEFINE_string("workdirs", WORKDIRS, "Folder of the training runs.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  app.run(main)

@@ -1,0 +1,88 @@
+"""One command per cell: stored results re-evaluate, render and resume anywhere."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+
+from experiments import evaluate
+from experiments import paper
+from experiments import reproduce
+from experiments import results_page
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CELL = "omniglot-5w1s-maml"
+
+
+def tiny(data_dir, **extra):
+  return {"meta_steps": 6, "meta_batch": 2, "log_every": 2, "eval_every": 2,
+          "val_episodes": 4, "checkpoint_every": 2, "cpu_devices": 0,
+          "eval_chunk": 5, "data_dir": data_dir, **extra}
+
+
+def theta(folder):
+  return evaluate.load_run(folder).state.params
+
+
+def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
+    omniglot_data_dir, tmp_path):
+  results, runs = str(tmp_path / "results"), str(tmp_path / "runs")
+  out = reproduce.reproduce(CELL, results, runs, episodes=10,
+                            overrides=tiny(omniglot_data_dir), progress=False)
+  folder = os.path.join(results, CELL)
+  assert sorted(os.listdir(folder)) == ["config.json", "metrics.jsonl",
+                                        "results.json", "theta.msgpack"]
+  stored = json.load(open(os.path.join(folder, "results.json")))
+  assert stored == json.loads(json.dumps(out))
+  assert stored["protocol"] == {
+      "name": "paper", "queries_per_class": 1, "rotate_test_classes": True,
+      "test_inner_steps": 3, "adaptation": "trained", "test_lam": None,
+      "checkpoint": "final"}
+  assert stored["wide"]["protocol"]["queries_per_class"] == 5
+  assert stored["meta_steps"] == 6 and stored["episodes"] == 10
+  assert stored["differs_from_paper"]["meta_batch"] == [2, 32]
+  for key in ("accuracy", "ci95", "meta_batch", "train_minutes", "hardware",
+              "date", "commit", "recipe"):
+    assert key in stored
+
+  # The stored theta alone re-evaluates to the stored figure.
+  again = evaluate.evaluate(folder, ("paper",), 10, output=None)
+  assert again["accuracy"] == stored["accuracy"]
+  assert again["meta_steps"] == 6
+
+  # results.json round-trips through the renderer.
+  page = results_page.render(results)
+  line = next(l for l in page.splitlines() if l.startswith("| MAML | 98.7"))
+  assert f"**{100 * stored['accuracy']:.2f} ± {100 * stored['ci95']:.2f}**" in line
+  verdict = paper.verdict(100 * stored["accuracy"], paper.parse_cell(CELL))
+  assert f"| {verdict} |" in line and "meta_batch 2 (32)" in line
+
+  # A budget stop stores a checkpoint; a fresh machine (no runs/) resumes it
+  # and ends where the uninterrupted run ended.
+  results2, runs2 = str(tmp_path / "results2"), str(tmp_path / "runs2")
+  status = reproduce.reproduce(
+      CELL, results2, runs2, episodes=10, progress=False,
+      overrides=tiny(omniglot_data_dir, max_train_minutes=1e-6))
+  assert status["status"] == "training" and status["meta_steps"] == 2
+  folder2 = os.path.join(results2, CELL)
+  assert reproduce.CHECKPOINT in os.listdir(folder2)
+  assert "training: 2 of 6" in results_page.render(results2)
+  shutil.rmtree(runs2)
+  out2 = reproduce.reproduce(CELL, results2, runs2, episodes=10,
+                             overrides=tiny(omniglot_data_dir), progress=False)
+  assert reproduce.CHECKPOINT not in os.listdir(folder2)
+  jax.tree.map(np.testing.assert_array_equal, theta(folder), theta(folder2))
+  assert out2["accuracy"] == stored["accuracy"]
+
+
+def test_committed_results_page_and_readme_rows_are_a_fresh_render():
+  results = os.path.join(REPO, reproduce.RESULTS)
+  with open(os.path.join(REPO, results_page.PAGE)) as f:
+    assert f.read() == results_page.render(results), (
+        "docs/results.md is stale: run python -m experiments.results_page")
+  with open(os.path.join(REPO, results_page.README)) as f:
+    readme = f.read()
+  assert results_page.with_headline(readme, results) == readme, (
+      "README's result rows are stale: run python -m experiments.results_page")
