@@ -19,6 +19,9 @@ from imaml_jax.data import mini_imagenet
 from imaml_jax.data import omniglot
 
 ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
+INNER_LOOPS = {"proximal": imaml_jax.gradient_descent,
+               "pull_back": imaml_jax.pull_back_gradient_descent}
+INITS = ("default", "xavier_1.73")
 IMAGE_SHAPES = {"omniglot": (28, 28, 1), "mini_imagenet": (84, 84, 3)}
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,7 +39,11 @@ def build_learner(c, loss, test: bool = False):
         c.test_inner_steps)
   chunk = c.get("task_chunk", 0) or None   # 0: vmap over the whole batch
   if c.algorithm == "imaml_gd":
-    solver = imaml_jax.gradient_descent(c.inner_steps, c.inner_lr)
+    inner_loop = c.get("inner_loop", "proximal")
+    if inner_loop not in INNER_LOOPS:
+      raise ValueError(f"inner_loop must be one of {tuple(INNER_LOOPS)}, got "
+                       f"{inner_loop!r}.")
+    solver = INNER_LOOPS[inner_loop](c.inner_steps, c.inner_lr)
   elif c.algorithm == "imaml_hf":
     solver = imaml_jax.newton_cg(
         c.newton_steps, cg_steps=c.get("newton_cg_steps", c.cg_steps),
@@ -53,11 +60,13 @@ def build_learner(c, loss, test: bool = False):
 
 
 def meta_optimizer(c) -> optax.GradientTransformation:
-  """Adam on the meta-parameters, at a constant rate (the paper's) or cosine-decayed."""
+  """Adam (epsilon ``c.adam_eps``) at a constant rate (the paper's) or cosine-decayed."""
+  eps = c.get("adam_eps", 1e-8)
   if c.get("meta_lr_schedule", "constant") == "constant":
-    return optax.adam(c.meta_lr)
+    return optax.adam(c.meta_lr, eps=eps)
   if c.meta_lr_schedule == "cosine":
-    return optax.adam(optax.cosine_decay_schedule(c.meta_lr, c.meta_steps))
+    return optax.adam(optax.cosine_decay_schedule(c.meta_lr, c.meta_steps),
+                      eps=eps)
   raise ValueError(f"meta_lr_schedule must be 'constant' or 'cosine', got "
                    f"{c.meta_lr_schedule!r}.")
 
@@ -78,6 +87,22 @@ def default_source_dir(dataset: str) -> str | None:
     if path and os.path.isdir(path):
       return os.fspath(path)
   return None
+
+
+def initial_params(c, model, key: jax.Array, x: jax.Array):
+  """The initial meta-parameters ``c.init`` asks for (see ``configs/base.py``).
+
+  ``key`` draws flax's initialisation; the Xavier redraw takes its own key,
+  ``fold_in(key, 1)``.
+  """
+  init = c.get("init", "default")
+  if init not in INITS:
+    raise ValueError(f"init must be one of {INITS}, got {init!r}.")
+  theta = imaml_jax.init_params(model, key, x)
+  if init == "xavier_1.73":
+    theta = imaml_jax.xavier_uniform_init(theta, jax.random.fold_in(key, 1),
+                                          gain=1.73, bias_range=(0.0, 0.05))
+  return theta
 
 
 def model_and_loss(c):

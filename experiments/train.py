@@ -76,7 +76,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   init_key, train_key, val_key = jax.random.split(key, 3)
   example = imaml_jax.sample_episodes(init_key, train_images, 1, c.ways,
                                       c.shots, c.train_queries)
-  theta = imaml_jax.init_params(model, init_key, example.support.x[0])
+  theta = common.initial_params(c, model, init_key, example.support.x[0])
   state = imaml_jax.init_train_state(theta, optimizer)
   manager = common.checkpoint_manager(workdir,
                                      c.get("keep_checkpoint_every", 0))

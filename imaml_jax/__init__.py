@@ -34,11 +34,13 @@ from imaml_jax.models import init_params
 from imaml_jax.models import mini_imagenet_conv4
 from imaml_jax.models import MLP
 from imaml_jax.models import omniglot_conv4
+from imaml_jax.models import xavier_uniform_init
 from imaml_jax.proximal import proximal_loss
 from imaml_jax.proximal import TaskObjective
 from imaml_jax.solvers import CGInfo
 from imaml_jax.solvers import gradient_descent
 from imaml_jax.solvers import newton_cg
+from imaml_jax.solvers import pull_back_gradient_descent
 from imaml_jax.solvers import SolverInfo
 from imaml_jax.solvers import truncated_cg
 from imaml_jax.stability import drawdown

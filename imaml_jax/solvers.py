@@ -10,6 +10,9 @@ they compile once, ``vmap`` over tasks and never branch on data in Python.
 * :func:`newton_cg` -- iMAML-HF: Hessian-free Newton steps
   ``(H_G + mu I) d = -grad G`` solved by a few truncated CG iterations on
   Hessian-vector products, followed by a backtracking (Armijo) line search.
+* :func:`pull_back_gradient_descent` -- the inner loop of the authors' public
+  iMAML code: gradient descent on the task loss L alone, then one step on the
+  proximal term only.
 """
 
 from __future__ import annotations
@@ -283,6 +286,78 @@ class NewtonCG:
     (params, moved), history = jax.lax.scan(
         step, (init, jnp.zeros((), jnp.int32)), None, length=self.steps)
     return _finish(fun, params, moved, history)
+
+
+@dataclasses.dataclass(frozen=True)
+class PullBackGradientDescent:
+  """GD on L, then one proximal pull-back; see :func:`pull_back_gradient_descent`."""
+  steps: int
+  learning_rate: float
+
+  def __post_init__(self):
+    _check_positive_int("steps", self.steps)
+    _check_nonnegative("learning_rate", self.learning_rate, strict=True)
+
+  def __call__(self, fun: Objective, init: PyTree
+               ) -> tuple[PyTree, SolverInfo]:
+    missing = [a for a in ("loss_fn", "batch", "theta", "lam")
+               if not hasattr(fun, a)]
+    if missing:
+      raise TypeError(f"pull_back_gradient_descent needs the task objective "
+                      f"(imaml_jax.TaskObjective: loss_fn, batch, theta, lam) "
+                      f"to run GD on L alone; got {type(fun).__name__} without "
+                      f"{', '.join(missing)}.")
+    task_loss = lambda p: fun.loss_fn(p, fun.batch)
+    phi, info = GradientDescent(self.steps, self.learning_rate)(task_loss, init)
+    phi = otu.tree_add_scale(phi, -self.learning_rate * fun.lam,
+                             otu.tree_sub(phi, fun.theta))
+    # The history is L's (equal to G's at theta, where the proximal term is
+    # 0); the final loss and gradient are G's, as for the other solvers.
+    return _finish(fun, phi, info.steps + 1, (info.losses, info.grad_norms))
+
+
+def pull_back_gradient_descent(steps: int, learning_rate: float
+                               ) -> PullBackGradientDescent:
+  r"""Inner solver of the authors' public iMAML code (aravindr93/imaml_dev).
+
+  ``steps`` plain gradient-descent steps on the task loss :math:`L` alone,
+  from :math:`\phi_0 = \theta`, then one gradient step on the proximal term
+  :math:`\frac{\lambda}{2}\|\phi - \theta\|^2` only:
+
+  .. math::
+    \phi_{k+1} = \phi_k - \alpha \nabla L(\phi_k), \qquad
+    \phi \leftarrow \phi - \alpha \lambda (\phi - \theta)
+
+  (at :math:`\alpha = 0.1, \lambda = 2`: :math:`0.8\,\phi + 0.2\,\theta`).
+  It does not minimise :math:`G` of the paper's Algorithm 2; the proximal term
+  acts once, after the fact. It needs the task objective that
+  :meth:`imaml_jax.ImplicitAdapt.solve` passes (an
+  :class:`imaml_jax.TaskObjective`), not any function.
+
+  Args:
+    steps: gradient steps on :math:`L` (16 in the authors' Omniglot script).
+    learning_rate: :math:`\alpha`, for both kinds of step (0.1 there).
+
+  Returns:
+    A solver ``solver(objective, init) -> (params, SolverInfo)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = lambda p, b: 0.5 * jnp.sum((p - b) ** 2)   # L's minimum at b
+    >>> objective = imaml_jax.TaskObjective(loss, 2.0, jnp.zeros(2),
+    ...                                     jnp.ones(2))
+    >>> solver = imaml_jax.pull_back_gradient_descent(200, 0.1)
+    >>> phi, _ = solver(objective, jnp.zeros(2))  # 0.8 * 1 + 0.2 * 0
+    >>> [round(float(v), 4) for v in phi]
+    [0.8, 0.8]
+
+  References:
+    aravindr93/imaml_dev, ``implicit_maml/learner_model.py`` and
+    ``examples/omniglot_implicit_maml.py`` (read 2026-12-01;
+    ``../shared/docs/PROTOCOL.md``).
+  """
+  return PullBackGradientDescent(steps, learning_rate)
 
 
 def newton_cg(steps: int, cg_steps: int = 5, damping: float = 0.0,

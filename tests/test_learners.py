@@ -43,6 +43,13 @@ def per_task_formula(name, theta, Xs, ys, Xq, yq, steps, lr, lam=None):
     gq = grad_and_hessian(Xq, yq, phi)[0]
     return lam * np.linalg.solve(Hs + lam * np.eye(D), gq)
   phi = hand_inner(Xs, ys, theta, steps, lr)
+  if name == "authors":
+    # The authors' public code: GD on L, one pull-back step on the proximal
+    # term, then CG on the damped system 2 v + H v / (lam + 10) = g.
+    phi = phi - lr * lam * (phi - theta)
+    gq = grad_and_hessian(Xq, yq, phi)[0]
+    H = grad_and_hessian(Xs, ys, phi)[1]
+    return np.linalg.solve(2 * np.eye(D) + H / (lam + 10), gq)
   gq = grad_and_hessian(Xq, yq, phi)[0]
   if name == "maml":
     return np.linalg.matrix_power(np.eye(D) - lr * Hs, steps) @ gq
@@ -57,6 +64,9 @@ LEARNERS = {
     "reptile": lambda: imaml_jax.reptile(LOSS, steps=2, learning_rate=0.1),
     "imaml": lambda: imaml_jax.imaml(
         LOSS, imaml_jax.newton_cg(steps=2, cg_steps=D), lam=1.5, cg_steps=D),
+    "authors": lambda: imaml_jax.imaml(
+        LOSS, imaml_jax.pull_back_gradient_descent(2, 0.1), lam=1.5,
+        cg_steps=D, system="damped"),
 }
 
 

@@ -65,3 +65,26 @@ def test_patch_conv_equals_lax_conv(max_pool, size):
   np.testing.assert_allclose(imaml_jax.apply_fn(fast)(params, x),
                              imaml_jax.apply_fn(ref)(params, x),
                              rtol=1e-4, atol=1e-4)
+
+
+def test_xavier_init_redraws_kernels_and_biases_and_keeps_batch_norm():
+  model = imaml_jax.omniglot_conv4(num_classes=5)
+  params = imaml_jax.init_params(model, jax.random.key(0),
+                                 jnp.ones((2, 28, 28, 1)))
+  new = imaml_jax.xavier_uniform_init(params, jax.random.key(1), 1.73,
+                                      (0.0, 0.05))
+  for name in ("Conv_1", "Conv_2", "Dense_0"):
+    kernel = np.asarray(new[name]["kernel"])
+    receptive = int(np.prod(kernel.shape[:-2]))
+    fans = receptive * (kernel.shape[-2] + kernel.shape[-1])
+    bound = 1.73 * np.sqrt(6 / fans)
+    assert np.abs(kernel).max() <= bound
+    # U[-a, a] has standard deviation a / sqrt(3).
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.05)
+    bias = np.asarray(new[name]["bias"])
+    assert bias.min() >= 0.0 and bias.max() <= 0.05 and bias.std() > 0.01
+  jax.tree.map(np.testing.assert_array_equal, new["BatchNorm_0"],
+               params["BatchNorm_0"])
+  again = imaml_jax.xavier_uniform_init(params, jax.random.key(1), 1.73,
+                                        (0.0, 0.05))
+  jax.tree.map(np.testing.assert_array_equal, new, again)

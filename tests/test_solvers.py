@@ -187,3 +187,26 @@ def test_gauss_newton_curvature_needs_an_objective_that_has_it():
   with pytest.raises(TypeError, match="gauss_newton"):
     imaml_jax.newton_cg(2, curvature="gauss_newton")(
         lambda x: jnp.sum(x ** 2), jnp.ones(2))
+
+
+def test_pull_back_gd_is_gd_on_the_task_loss_then_one_proximal_step():
+  X = jnp.array([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]])
+  y = jnp.array([1.0, 0.0, -1.0])
+  loss = lambda w, b: 0.5 * jnp.mean((b[0] @ w - b[1]) ** 2)
+  theta = jnp.array([0.3, -0.2])
+  objective = imaml_jax.TaskObjective(loss, 2.0, theta, (X, y))
+  phi, info = imaml_jax.pull_back_gradient_descent(5, 0.1)(objective, theta)
+  w = np.asarray(theta, np.float64)
+  Xn, yn = np.asarray(X, np.float64), np.asarray(y, np.float64)
+  for _ in range(5):
+    w = w - 0.1 * Xn.T @ (Xn @ w - yn) / 3
+  w = w - 0.1 * 2.0 * (w - np.asarray(theta))
+  np.testing.assert_allclose(phi, w, rtol=1e-5)
+  assert int(info.steps) == 6
+  np.testing.assert_allclose(info.loss, objective(phi), rtol=1e-6)
+
+
+def test_pull_back_gd_needs_the_task_objective():
+  with pytest.raises(TypeError, match="TaskObjective"):
+    imaml_jax.pull_back_gradient_descent(2, 0.1)(lambda p: jnp.sum(p ** 2),
+                                                 jnp.ones(2))

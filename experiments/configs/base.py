@@ -14,6 +14,16 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   c.seed = 0
   c.meta_lr = 1e-3              # Adam, every algorithm
   c.meta_lr_schedule = "constant"   # constant (paper) | cosine (decay to 0)
+  c.adam_eps = 1e-8             # Adam's epsilon (optax's; the authors' code 1e-3)
+  # Initial meta-parameters: "default" (flax: LeCun-normal kernels, zero
+  # biases) | "xavier_1.73" (the authors' public iMAML code: Xavier-uniform
+  # kernels with gain 1.73, biases uniform in [0, 0.05]).
+  c.init = "default"
+  # iMAML-GD's inner loop: "proximal" (GD on G, the paper's Algorithm 2) |
+  # "pull_back" (the authors' public code: GD on L alone, then one step on the
+  # proximal term; imaml_jax.pull_back_gradient_descent). The authors' whole
+  # recipe adds system="damped", adam_eps=1e-3, init="xavier_1.73", lam 2.
+  c.inner_loop = "proximal"
   c.num_devices = 1             # devices on the "tasks" mesh axis; 0 = all
   c.task_chunk = 0              # vmap this many tasks per lax.map step; 0 =
                                 # all (the choice for a GPU)
