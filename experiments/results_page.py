@@ -73,13 +73,15 @@ def row(cell: paper.Cell, r: dict | None) -> str:
   return (head + f" **{_pct(r['accuracy'], r['ci95'])}** |"
           f" {_pct(wide['accuracy'], wide['ci95'])} |"
           f" {paper.verdict(ours, cell)} |"
-          f" {r['meta_steps']:,} x {r['meta_batch']} |"
+          f" {r['meta_steps']:,} of {r.get('trained_meta_steps', r['meta_steps']):,}"
+          f" x {r['meta_batch']} |"
           f" {r['train_minutes']} on {r['hardware']}, {r['date']} |"
           f" {_differs(r)} | `{r['commit']}` |")
 
 
 _HEADER = ("| algorithm | paper | ours, paper protocol | ours, wide protocol | "
-           "verdict | meta-steps x meta-batch | train minutes, hardware, date "
+           "verdict | meta-steps (reported checkpoint of trained) x meta-batch | "
+           "train minutes, hardware, date "
            "| training differs from the paper's: ours (paper's) | commit |\n"
            "|---|---:|---:|---:|---|---:|---|---|---|")
 
@@ -121,7 +123,9 @@ def render(results: str) -> str:
       "test class rotated by a random multiple of 90 degrees, MAML and "
       "first-order MAML adapted with their published test-time steps (3 on "
       "5-way Omniglot, 5 on 20-way, 10 on Mini-ImageNet), Reptile with 50, "
-      "iMAML as trained; the final checkpoint, never one chosen on test. "
+      "iMAML as trained; the kept checkpoint with the best validation "
+      "accuracy (validation and kept checkpoints every 1,000 meta-steps), "
+      "never one chosen on test. "
       "**Wide** is a second figure: 5 (Omniglot) or 15 (Mini-ImageNet) query "
       "images per class, no rotations, the training inner loop. Both are "
       "mean ± 95% CI (1.96 std / sqrt(episodes)). **Verdict**: above, within "

@@ -9,6 +9,7 @@ import numpy as np
 
 from experiments import evaluate
 from experiments import paper
+from experiments import protocol
 from experiments import reproduce
 from experiments import results_page
 
@@ -18,8 +19,8 @@ CELL = "omniglot-5w1s-maml"
 
 def tiny(data_dir, **extra):
   return {"meta_steps": 6, "meta_batch": 2, "log_every": 2, "eval_every": 2,
-          "val_episodes": 4, "checkpoint_every": 2, "cpu_devices": 0,
-          "eval_chunk": 5, "data_dir": data_dir, **extra}
+          "val_episodes": 4, "checkpoint_every": 2, "keep_checkpoint_every": 2,
+          "cpu_devices": 0, "eval_chunk": 5, "data_dir": data_dir, **extra}
 
 
 def theta(folder):
@@ -39,9 +40,15 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert stored["protocol"] == {
       "name": "paper", "queries_per_class": 1, "rotate_test_classes": True,
       "test_inner_steps": 3, "adaptation": "trained", "test_lam": None,
-      "checkpoint": "final"}
+      "checkpoint": "validation"}
   assert stored["wide"]["protocol"]["queries_per_class"] == 5
-  assert stored["meta_steps"] == 6 and stored["episodes"] == 10
+  # The reported checkpoint is the one with the best validation accuracy.
+  validation = protocol.validation_curve(os.path.join(runs, CELL))
+  assert sorted(validation) == [2, 4, 6]
+  best = max(validation, key=lambda s: (validation[s], s))
+  assert stored["meta_steps"] == best and stored["trained_meta_steps"] == 6
+  assert stored["protocol"]["checkpoint"] == "validation"
+  assert stored["episodes"] == 10
   assert stored["differs_from_paper"]["meta_batch"] == [2, 32]
   for key in ("accuracy", "ci95", "meta_batch", "train_minutes", "hardware",
               "date", "commit", "recipe"):
@@ -50,7 +57,7 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   # The stored theta alone re-evaluates to the stored figure.
   again = evaluate.evaluate(folder, ("paper",), 10, output=None)
   assert again["accuracy"] == stored["accuracy"]
-  assert again["meta_steps"] == 6
+  assert again["meta_steps"] == best
 
   # results.json round-trips through the renderer.
   page = results_page.render(results)
