@@ -14,12 +14,14 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# Main job: Omniglot 5-way 1-shot iMAML-GD sized for about 10 minutes on a
+# Main job: Omniglot 5-way 1-shot iMAML-HF sized for about 10 minutes on a
 # 2-core CPU (budget settings; the README says how they differ from the
-# paper's), then a 600-episode test evaluation. Rerunning resumes. On a CPU
-# the meta-batch is split over 2 CPU devices (cpu_devices; ignored on a GPU).
+# paper's), then a 600-episode test evaluation, paper protocol first. Chosen
+# over iMAML-GD on validation accuracy at equal training minutes (README).
+# Rerunning resumes. On a CPU the meta-batch is split over 2 CPU devices
+# (cpu_devices; ignored on a GPU).
 TRAIN_WORKDIR ?= runs/make_train
-TRAIN_CONFIG ?= experiments/configs/omniglot.py:5way1shot-imaml_gd
+TRAIN_CONFIG ?= experiments/configs/omniglot.py:5way1shot-imaml_hf
 TRAIN_FLAGS ?= --config.meta_batch=8 --config.train_queries=5 --config.lam=0.5 \
 	--config.meta_steps=5000 --config.cpu_devices=2
 
