@@ -2,6 +2,7 @@
 
     python -m experiments.reproduce omniglot-5w1s-imaml_hf [more cells] [--budget_minutes N]
     python -m experiments.reproduce --list            # cells, recipes, status
+    python -m experiments.reproduce CELL --session_minutes 20   # 20 more minutes
 
 For each named cell (:mod:`experiments.paper`): trains its recipe
 (:data:`RECIPES`: the paper's settings, or a measured CPU budget recipe) in
@@ -132,7 +133,8 @@ def _seed_workdir(folder: str, workdir: str, c) -> None:
 
 def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
               budget_minutes: float | None = None, episodes: int = 600,
-              overrides: dict | None = None, progress: bool = True) -> dict:
+              overrides: dict | None = None, progress: bool = True,
+              session_minutes: float | None = None) -> dict:
   """Trains (or resumes) one cell, then evaluates and stores it.
 
   Args:
@@ -144,6 +146,9 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
     episodes: test episodes of each protocol.
     overrides: config values on top of the recipe (tests, experiments).
     progress: show a progress bar.
+    session_minutes: train at most this many more minutes in this call (a
+      GPU window, the end of a session); the cell stores a checkpoint if its
+      meta-steps are not done by then.
 
   Returns:
     The stored results dict; ``{"status": "training", ...}`` if the budget
@@ -159,6 +164,10 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
       os.path.join(workdir, "checkpoints"))
   if not has_run and os.path.exists(os.path.join(folder, CHECKPOINT)):
     _seed_workdir(folder, workdir, c)
+  if session_minutes is not None:
+    spent = (common.train_seconds(workdir) or 0.0) / 60
+    limit = spent + session_minutes
+    c.max_train_minutes = min(c.max_train_minutes or limit, limit)
   state = train.train(c, workdir, resume=True, progress=progress)
   shutil.copy(os.path.join(workdir, "config.json"),
               os.path.join(folder, "config.json"))
@@ -223,13 +232,15 @@ def main(argv: Sequence[str]):
   train.split_cpu(max(c.get("cpu_devices", 0) for c in configs))
   for name in names:
     reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
-              progress=f.progress)
+              progress=f.progress, session_minutes=f.session_minutes)
 
 
 if __name__ == "__main__":
   flags.DEFINE_bool("list", False, "List the cells and their status.")
   flags.DEFINE_float("budget_minutes", None, "Wall-clock budget of each "
                      "cell's meta-steps, resumed sessions included.")
+  flags.DEFINE_float("session_minutes", None, "Train each cell at most this "
+                     "many more minutes in this call (a GPU window).")
   flags.DEFINE_integer("episodes", 600, "Test episodes per protocol.")
   flags.DEFINE_string("results", RESULTS, "Folder of stored cells.")
   flags.DEFINE_string("workdirs", WORKDIRS, "Folder of the training runs.")

@@ -71,7 +71,7 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   results2, runs2 = str(tmp_path / "results2"), str(tmp_path / "runs2")
   status = reproduce.reproduce(
       CELL, results2, runs2, episodes=10, progress=False,
-      overrides=tiny(omniglot_data_dir, max_train_minutes=1e-6))
+      overrides=tiny(omniglot_data_dir), session_minutes=1e-6)
   assert status["status"] == "training" and status["meta_steps"] == 2
   folder2 = os.path.join(results2, CELL)
   assert reproduce.CHECKPOINT in os.listdir(folder2)
