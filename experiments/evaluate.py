@@ -87,8 +87,13 @@ def load_run(path: str, step: int | None = None,
           {"params": like.params, "step": 0}, f.read())
     state = like._replace(params=jax.tree.map(jnp.asarray, stored["params"]),
                           step=jnp.asarray(stored["step"], jnp.int32))
-  else:
+  elif os.path.isdir(os.path.join(path, "checkpoints")):
     state = common.restore(common.checkpoint_manager(path), like, step)
+  else:
+    raise FileNotFoundError(
+        f"{path} holds neither {THETA} (a stored cell) nor checkpoints/ (a "
+        f"training run); a cell still training has only its "
+        f"checkpoint.msgpack: finish it with python -m experiments.reproduce.")
   return Run(c, model, loss, common.build_learner(c, loss, test=True), state)
 
 
