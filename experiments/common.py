@@ -15,10 +15,11 @@ import optax
 import orbax.checkpoint as ocp
 
 import imaml_jax
+from experiments.configs import base
 from imaml_jax.data import mini_imagenet
 from imaml_jax.data import omniglot
 
-ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
+ALGORITHMS = base.ALGORITHMS
 INNER_LOOPS = {"proximal": imaml_jax.gradient_descent,
                "pull_back": imaml_jax.pull_back_gradient_descent}
 INITS = ("default", "xavier_1.73")
@@ -119,9 +120,11 @@ def model_and_loss(c):
 def load_images(c, split: str):
   """A split as one uint8 device array ``(classes, examples, H, W[, C])``.
 
-  Training classes get their rotations when ``c.rotations`` is set.
+  Read from ``c.source_dir``, or where :func:`default_source_dir` finds the
+  data set. Training classes get their rotations when ``c.rotations`` is set.
   """
-  data_dir, source_dir = c.data_dir or None, c.source_dir or None
+  data_dir = c.data_dir or None
+  source_dir = c.get("source_dir", "") or default_source_dir(c.dataset)
   if c.dataset == "omniglot":
     images = omniglot.load_omniglot(split, data_dir=data_dir,
                                     source_dir=source_dir)

@@ -7,6 +7,8 @@ are the paper's or the training script's defaults.
 
 import ml_collections
 
+ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
+
 
 def get_config(algorithm: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -69,4 +71,9 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
                                 # 0 = run all meta_steps
   c.test_episodes = 600
   c.data_dir = ""               # TFDS data dir; "" = TFDS default
+  # The data set's source files. "" = $OMNIGLOT_DIR / $MINI_IMAGENET_DIR, else
+  # ../shared/data/<dataset> beside the checkout if there, else (Omniglot)
+  # the canonical download; resolved when the data are loaded, so building a
+  # config reads no disk and imports nothing heavy.
+  c.source_dir = ""
   return c

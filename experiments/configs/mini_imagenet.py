@@ -13,15 +13,14 @@ disk (``--config.source_dir`` or ``$MINI_IMAGENET_DIR``; see
 
 import ml_collections
 
-from experiments import common
 from experiments.configs import base
 
 
 def get_config(algorithm: str = "imaml_gd") -> ml_collections.ConfigDict:
   algorithm = algorithm.replace("-", "_")
-  if algorithm not in common.ALGORITHMS:
+  if algorithm not in base.ALGORITHMS:
     raise ValueError(f"config argument must be an algorithm, one of "
-                     f"{common.ALGORITHMS}; got {algorithm!r}.")
+                     f"{base.ALGORITHMS}; got {algorithm!r}.")
   c = base.get_config(algorithm)
   c.name = f"mini_imagenet_5way1shot_{algorithm}"
   c.dataset = "mini_imagenet"
@@ -42,5 +41,4 @@ def get_config(algorithm: str = "imaml_gd") -> ml_collections.ConfigDict:
     # (benchmarks.inner_solvers; docs/runs/inner_solvers_mini_imagenet_init.jsonl).
     c.inner_steps, c.inner_lr = 10, 0.01
   c.eval_chunk = 20             # episodes per evaluation batch (memory)
-  c.source_dir = common.default_source_dir("mini_imagenet") or ""
   return c

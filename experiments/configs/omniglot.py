@@ -13,15 +13,14 @@ import re
 
 import ml_collections
 
-from experiments import common
 from experiments.configs import base
 
 
 def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   m = re.fullmatch(r"(\d+)way(\d+)shot-([\w-]+)", arg)
-  if not m or m.group(3).replace("-", "_") not in common.ALGORITHMS:
+  if not m or m.group(3).replace("-", "_") not in base.ALGORITHMS:
     raise ValueError(f"config argument must look like '5way1shot-imaml_gd' "
-                     f"with algorithm in {common.ALGORITHMS}; got {arg!r}.")
+                     f"with algorithm in {base.ALGORITHMS}; got {arg!r}.")
   ways, shots = int(m.group(1)), int(m.group(2))
   algorithm = m.group(3).replace("-", "_")
   five_way = ways <= 5
@@ -44,5 +43,4 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
     c.inner_steps, c.inner_lr = 5, 0.1
   else:
     c.inner_steps, c.inner_lr = (16 if five_way else 25), 0.1
-  c.source_dir = common.default_source_dir("omniglot") or ""   # "" = download
   return c
