@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+import numpy as np
 import orbax.checkpoint as ocp
 import tensorboardX
 import tqdm
@@ -74,9 +75,10 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
 
   key = jax.random.key(c.seed)
   init_key, train_key, val_key = jax.random.split(key, 3)
-  example = imaml_jax.sample_episodes(init_key, train_images, 1, c.ways,
-                                      c.shots, c.train_queries)
-  theta = common.initial_params(c, model, init_key, example.support.x[0])
+  # Parameter shapes need only an input's shape: init_key serves init alone.
+  example = np.zeros((c.ways * c.shots,) + common.IMAGE_SHAPES[c.dataset],
+                     np.float32)
+  theta = common.initial_params(c, model, init_key, example)
   state = imaml_jax.init_train_state(theta, optimizer)
   manager = common.checkpoint_manager(workdir,
                                      c.get("keep_checkpoint_every", 0))
