@@ -1,39 +1,28 @@
 """Meta-train on sinusoid regression and report post-adaptation MSE with a 95% CI.
 
-    python -m experiments.sinusoid                      # iMAML-GD, defaults
-    python -m experiments.sinusoid --algorithm maml --meta_steps 1000
+    python -m experiments.sinusoid                      # iMAML-HF, defaults
+    python -m experiments.sinusoid --config.algorithm=maml --config.meta_steps=1000
 
-Options override ``experiments/configs/sinusoid.py``.
+``--config`` is ``experiments/configs/sinusoid.py`` by default; any field can
+be overridden as ``--config.<field>=<value>``, as for the other scripts.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
+from absl import app
 import jax
+from ml_collections import config_flags
 import optax
 
 import imaml_jax
 from experiments.common import build_learner
-from experiments.configs import sinusoid as sinusoid_config
 
 
-def parse_config(argv=None):
-  c = sinusoid_config.get_config()
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  for name, value in c.items():
-    kind = type(value)
-    if kind in (int, float, str):
-      parser.add_argument(f"--{name}", type=kind, default=value)
-  args = parser.parse_args(argv)
-  c.update({k: v for k, v in vars(args).items() if k in c})
-  return c
-
-
-def main(argv=None):
-  c = parse_config(argv)
+def run(c) -> dict:
+  """Meta-trains the sinusoid config ``c``; prints and returns the summary."""
   model = imaml_jax.MLP(tuple(c.hidden), outputs=1)
   loss = imaml_jax.mse_loss(imaml_jax.apply_fn(model))
   learner = build_learner(c, loss)
@@ -75,12 +64,20 @@ def main(argv=None):
                            log_every=c.log_every, on_log=log)
   seconds = time.perf_counter() - start
   after = report("after meta-training", state.params)
-  print(json.dumps({"algorithm": c.algorithm, "meta_steps": c.meta_steps,
-                    "seconds": round(seconds, 1),
-                    "mse_before": round(before[0], 4),
-                    "mse_after": round(after[0], 4),
-                    "ci95_after": round(after[1], 4)}))
+  summary = {"algorithm": c.algorithm, "meta_steps": c.meta_steps,
+             "seconds": round(seconds, 1), "mse_before": round(before[0], 4),
+             "mse_after": round(after[0], 4), "ci95_after": round(after[1], 4)}
+  print(json.dumps(summary))
+  return summary
 
 
-if __name__ == "__main__":
-  main()
+def main(argv):
+  del argv
+  run(_CONFIG.value)
+
+
+if __name__ == "__main__":   # flags are defined here so run() imports cleanly
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", "experiments/configs/sinusoid.py",
+      "Config file, e.g. experiments/configs/sinusoid.py.")
+  app.run(main)
