@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from typing import Sequence
 
 from absl import app
@@ -48,6 +49,7 @@ from experiments import common
 from experiments import evaluate
 from experiments import paper
 from experiments import train
+from experiments.configs import base as config_base
 
 RESULTS = "results"
 WORKDIRS = os.path.join("runs", "cells")
@@ -227,8 +229,11 @@ def main(argv: Sequence[str]):
     return
   try:
     configs = [cell_config(n) for n in names]
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    for c in configs:
+      config_base.check(c)
+  except ValueError as e:   # one line, before anything compiles
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   train.split_cpu(max(c.get("cpu_devices", 0) for c in configs))
   for name in names:
     reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -29,6 +30,7 @@ import tqdm
 
 import imaml_jax
 from experiments import common
+from experiments.configs import base as config_base
 
 
 def split_cpu(n: int) -> None:
@@ -65,6 +67,7 @@ def cpu_layout(c):
 
 def train(c, workdir: str, resume: bool = False, progress: bool = True):
   """Runs (or resumes) the meta-training a config describes; returns the state."""
+  config_base.check(c)
   c = cpu_layout(c)
   os.makedirs(workdir, exist_ok=True)
   model, loss = common.model_and_loss(c)
@@ -179,6 +182,11 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   f = flags.FLAGS
+  try:
+    config_base.check(f.config)
+  except ValueError as e:   # one line, before anything compiles
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   split_cpu(f.config.get("cpu_devices", 0))
   workdir = f.workdir or os.path.join("runs", f.config.name)
   train(f.config, workdir, resume=f.resume, progress=f.progress)

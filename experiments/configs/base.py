@@ -77,3 +77,72 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   # config reads no disk and imports nothing heavy.
   c.source_dir = ""
   return c
+
+
+_CHOICES = {
+    "algorithm": ALGORITHMS, "dataset": ("omniglot", "mini_imagenet"),
+    "system": ("exact", "damped", "gauss_newton"),
+    "cg_method": ("jax", "truncated"),
+    "newton_curvature": ("hessian", "gauss_newton"),
+    "meta_lr_schedule": ("constant", "cosine"),
+    "inner_loop": ("proximal", "pull_back"), "init": ("default", "xavier_1.73"),
+}
+_AT_LEAST = {   # field: smallest allowed value
+    "ways": 2, "shots": 1, "train_queries": 1, "test_queries": 1,
+    "meta_batch": 1, "meta_steps": 0, "inner_steps": 1, "cg_steps": 1,
+    "newton_steps": 1, "newton_cg_steps": 1, "log_every": 1, "eval_every": 1,
+    "checkpoint_every": 1, "val_episodes": 2, "test_episodes": 2,
+    "cpu_devices": 0, "num_devices": 0, "task_chunk": 0,
+    "keep_checkpoint_every": 0, "test_inner_steps": 0, "max_train_minutes": 0,
+}
+_POSITIVE = ("lam", "meta_lr", "inner_lr", "adam_eps")
+# The smallest split's classes and the examples per class of each data set.
+_CLASSES = {"omniglot": 100, "mini_imagenet": 16}
+_PER_CLASS = {"omniglot": 20, "mini_imagenet": 600}
+
+
+def check(c: ml_collections.ConfigDict) -> None:
+  """Raises ``ValueError`` naming the first bad field, its value and the rule.
+
+  Run before anything compiles, so a typo on the command line costs one line
+  of output, not a traceback from inside the library.
+
+  Examples:
+    >>> c = get_config("imaml_gd")
+    >>> c.update(dataset="omniglot", ways=5, shots=1, train_queries=1,
+    ...          test_queries=5, meta_batch=8, meta_steps=10, lam=-1.0,
+    ...          inner_steps=16, inner_lr=0.1)
+    >>> check(c)
+    Traceback (most recent call last):
+    ...
+    ValueError: --config.lam=-1.0: must be a number > 0
+  """
+  def bad(field, rule):
+    raise ValueError(f"--config.{field}={c.get(field)!r}: {rule}")
+
+  for field, choices in _CHOICES.items():
+    if field in c and c[field] not in choices:
+      bad(field, f"must be one of {', '.join(choices)}")
+  for field, low in _AT_LEAST.items():
+    value = c.get(field)
+    if field in c and (not isinstance(value, (int, float))
+                       or isinstance(value, bool) or value < low):
+      bad(field, f"must be a number >= {low}")
+  for field in _POSITIVE:
+    value = c.get(field)
+    if field in c and (not isinstance(value, (int, float)) or value <= 0):
+      bad(field, "must be a number > 0")
+  dataset = c.get("dataset")
+  if dataset in _CLASSES:
+    if c.ways > _CLASSES[dataset]:
+      bad("ways", f"must be at most {_CLASSES[dataset]}, the classes of "
+                  f"{dataset}'s smallest split")
+    for field in ("train_queries", "test_queries"):
+      if c.shots + c[field] > _PER_CLASS[dataset]:
+        bad(field, f"shots + {field} must be at most {_PER_CLASS[dataset]}, "
+                   f"the examples per class of {dataset}")
+  devices = c.get("cpu_devices", 0) or c.get("num_devices", 1)
+  if devices and c.get("meta_batch", 1) % devices:
+    field = "cpu_devices" if c.get("cpu_devices", 0) else "num_devices"
+    bad("meta_batch", f"must be divisible by the {devices} devices of "
+                      f"--config.{field}")

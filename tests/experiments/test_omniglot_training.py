@@ -125,6 +125,7 @@ def test_a_config_asking_for_cpu_devices_jax_lacks_fails_with_the_fix(
   from experiments import train
   c = omniglot_config.get_config("5way1shot-maml")
   c.cpu_devices = 3   # this process's JAX has already started with one
+  c.meta_batch = 6
   with pytest.raises(ValueError, match="cpu_devices=3.*split_cpu"):
     train.train(c, str(tmp_path), progress=False)
   assert not os.listdir(tmp_path)   # nothing written
