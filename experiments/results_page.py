@@ -186,6 +186,7 @@ def plot(results: str, path: str) -> None:
                 color="C0", label="ours, paper protocol" if i == 0 else None)
   ax.set_xticks(range(len(names)), names, rotation=30, ha="right",
                 fontsize=7)
+  ax.set_xlim(-0.6, len(names) - 0.4)
   ax.set_ylabel("test accuracy (%)")
   ax.set_title("ours against the paper")
   ax.legend(fontsize=8)
