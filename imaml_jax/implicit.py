@@ -38,12 +38,29 @@ LinearSystem = Callable[[LossFn, PyTree, PyTree, float], MatVec]
 
 
 def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
-  """Hessian-vector product ``H v`` of ``loss_fn(., batch)`` at ``params``.
+  r"""Hessian-vector product ``H v`` of ``loss_fn(., batch)`` at ``params``.
 
   Forward-over-reverse: the JVP of the gradient, about the cost of two
   gradient evaluations and no Hessian in memory. For many products at one
   ``params``, linearize the gradient once (``jax.linearize``), as the
   systems below do for their CG steps.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``.
+    params: where the Hessian is taken.
+    batch: the data ``loss_fn`` is evaluated on.
+    v: a pytree of the structure of ``params``.
+
+  Returns:
+    :math:`\nabla^2_{params} L(params; batch)\, v`, structured like ``v``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)   # H = diag(b)
+    >>> imaml_jax.hvp(loss, jnp.ones(2), jnp.array([2.0, 3.0]),
+    ...               jnp.array([1.0, -1.0])).tolist()
+    [2.0, -3.0]
   """
   grad = lambda p: jax.grad(loss_fn)(p, batch)
   return jax.jvp(grad, (params,), (v,))[1]
@@ -62,6 +79,19 @@ def exact_system() -> LinearSystem:
 
   Exact at an exact inner minimum; :math:`I + H/\lambda` is indefinite where
   the loss has curvature below :math:`-\lambda`, and CG may then diverge.
+
+  Returns:
+    ``system(loss_fn, params, batch, lam) -> matvec``, ``matvec(v) = v + H v
+    / lam`` with the gradient linearized once at ``params``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)   # H = diag(b)
+    >>> matvec = imaml_jax.exact_system()(loss, jnp.ones(2),
+    ...                                   jnp.array([2.0, 4.0]), 2.0)
+    >>> matvec(jnp.ones(2)).tolist()   # 1 + b / lam
+    [2.0, 3.0]
   """
 
   def system(loss_fn, params, batch, lam):
@@ -81,6 +111,22 @@ def damped_system(regularization: float = 1.0,
   (defaults 1.0 and 10.0 as in ``matrix_evaluator`` of aravindr93/imaml_dev).
   Its solution is used as the meta-gradient as is (so it is about
   :math:`1/(1+c)` times the exact one where :math:`H` is small).
+
+  Args:
+    regularization: :math:`c`, added to the identity.
+    lam_damping: :math:`\mu`, added to lam in the Hessian's scale.
+
+  Returns:
+    ``system(loss_fn, params, batch, lam) -> matvec``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)   # H = diag(b)
+    >>> matvec = imaml_jax.damped_system()(loss, jnp.ones(2),
+    ...                                    jnp.array([12.0, 24.0]), 2.0)
+    >>> matvec(jnp.ones(2)).tolist()   # 2 + b / (2 + 10)
+    [3.0, 4.0]
   """
   if regularization < 0 or lam_damping < 0:
     raise ValueError(f"regularization and lam_damping must be >= 0, got "
@@ -111,6 +157,19 @@ def gauss_newton_system(
       ``loss_fn.predict`` (the losses of :mod:`imaml_jax.losses` have it).
     output_loss_fn: ``output_loss_fn(outputs, batch) -> scalar``, convex in
       ``outputs``. Defaults to ``loss_fn.output_loss``.
+
+  Returns:
+    ``system(loss_fn, params, batch, lam) -> matvec``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)   # J = x, H_o = 2 I / n
+    >>> x = jnp.array([[1.0, 0.0], [0.0, 2.0]])   # 2 examples, 1 output
+    >>> matvec = imaml_jax.gauss_newton_system()(
+    ...     loss, jnp.zeros((2, 1)), imaml_jax.Batch(x, jnp.zeros((2, 1))), 1.0)
+    >>> matvec(jnp.ones((2, 1))).ravel().tolist()   # v + x^T x v
+    [2.0, 5.0]
   """
 
   def system(loss_fn, params, batch, lam):
