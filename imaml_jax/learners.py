@@ -75,6 +75,23 @@ def finetune(loss_fn: LossFn, solver: Callable[..., Any]
 
   The task adaptation of MAML, FOMAML and Reptile (no proximal term); gradients
   flow by unrolling the solver.
+
+  Args:
+    loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
+    solver: an inner solver ``solver(fun, init) -> (params, info)``, e.g.
+      :func:`imaml_jax.gradient_descent`.
+
+  Returns:
+    ``adapt(theta, support) -> phi``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)   # L(w) = (w - 1)^2
+    >>> adapt = imaml_jax.finetune(loss, imaml_jax.gradient_descent(1, 0.25))
+    >>> x = jnp.ones((3, 1))
+    >>> adapt(jnp.zeros((1, 1)), imaml_jax.Batch(x, x)).tolist()
+    [[0.5]]
   """
 
   def adapt(theta: PyTree, support: PyTree) -> PyTree:
@@ -207,6 +224,16 @@ def maml(loss_fn: LossFn, steps: int, learning_rate: float,
 
   Memory grows linearly with ``steps`` (reverse mode stores every step).
 
+  Args:
+    loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
+    steps: inner gradient steps on the support loss.
+    learning_rate: inner step size.
+    task_chunk: ``None`` to ``vmap`` over all tasks at once, or how many
+      tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
+
+  Returns:
+    A learner ``(theta, tasks, key) -> (direction, metrics)``.
+
   Examples:
     >>> import jax, jax.numpy as jnp
     >>> import imaml_jax
@@ -242,6 +269,26 @@ def fomaml(loss_fn: LossFn, steps: int, learning_rate: float,
   .. math:: \text{direction} = \nabla_\phi L(\phi; D_{test}), \qquad
             \phi = \text{GD}^{K}_{\alpha}(L(\cdot; D_{tr}), \theta)
 
+  Args:
+    loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
+    steps: inner gradient steps on the support loss.
+    learning_rate: inner step size.
+    task_chunk: ``None`` to ``vmap`` over all tasks at once, or how many
+      tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
+
+  Returns:
+    A learner ``(theta, tasks, key) -> (direction, metrics)``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)   # L(w) = (w - 1)^2
+    >>> x = jnp.ones((2, 3, 1))
+    >>> tasks = imaml_jax.Task(imaml_jax.Batch(x, x), imaml_jax.Batch(x, x))
+    >>> grad, _ = imaml_jax.fomaml(loss, 1, 0.25)(jnp.zeros((1, 1)), tasks)
+    >>> grad.tolist()  # phi = 0.5; 2 (phi - 1), no (1 - 2 a) factor
+    [[-1.0]]
+
   References:
     Finn et al. 2017, Sec. 5.2; Nichol, Achiam, Schulman 2018.
   """
@@ -265,6 +312,27 @@ def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
   With ``optax.sgd(epsilon)`` the meta-update is Reptile's
   :math:`\theta \leftarrow \theta + \epsilon (\phi - \theta)`; with Adam it is
   the Adam variant of Reptile's public code.
+
+  Args:
+    loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
+    steps: inner gradient steps on the support loss.
+    learning_rate: inner step size.
+    task_chunk: ``None`` to ``vmap`` over all tasks at once, or how many
+      tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
+
+  Returns:
+    A learner ``(theta, tasks, key) -> (direction, metrics)``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)   # L(w) = (w - 1)^2
+    >>> x = jnp.ones((2, 3, 1))
+    >>> tasks = imaml_jax.Task(imaml_jax.Batch(x, x), imaml_jax.Batch(x, x))
+    >>> direction, _ = imaml_jax.reptile(loss, 1, 0.25)(jnp.zeros((1, 1)),
+    ...                                              tasks)
+    >>> direction.tolist()  # theta - phi = 0 - 0.5
+    [[-0.5]]
 
   References:
     Nichol, Achiam, Schulman, "On First-Order Meta-Learning Algorithms", 2018.
