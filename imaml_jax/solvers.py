@@ -169,6 +169,20 @@ def truncated_cg(matvec: Callable[[PyTree], PyTree], b: PyTree, steps: int,
 
   Returns:
     ``(x, CGInfo)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> A = jnp.array([[4.0, 1.0], [1.0, 3.0]])   # positive definite: 2 steps
+    >>> x, info = imaml_jax.truncated_cg(lambda v: A @ v, jnp.array([1.0, 2.0]),
+    ...                                  steps=2)
+    >>> [round(float(v), 4) for v in x], bool(info.negative_curvature)
+    ([0.0909, 0.6364], False)
+    >>> D = jnp.diag(jnp.array([1.0, -1.0]))      # indefinite: stops, returns b
+    >>> x, info = imaml_jax.truncated_cg(lambda v: D @ v, jnp.array([1.0, 2.0]),
+    ...                                  steps=2)
+    >>> x.tolist(), bool(info.negative_curvature)
+    ([1.0, 2.0], True)
   """
   _check_positive_int("steps", steps)
   zero = otu.tree_zeros_like(b)
