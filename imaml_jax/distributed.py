@@ -60,6 +60,21 @@ def replicate(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
 
   With several processes (after ``jax.distributed.initialize``) every process
   must pass the same values; each contributes the copies of its own devices.
+
+  Args:
+    tree: a pytree of arrays (a train state, a data set).
+    mesh: the device mesh, e.g. :func:`imaml_jax.task_mesh`.
+
+  Returns:
+    The same pytree, each array replicated over ``mesh``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> mesh = imaml_jax.task_mesh(1)
+    >>> x = imaml_jax.replicate({"w": jnp.ones(3)}, mesh)["w"]
+    >>> x.sharding.is_fully_replicated, x.tolist()
+    (True, [1.0, 1.0, 1.0])
   """
   sharding = NamedSharding(mesh, P())
   if jax.process_count() == 1:
@@ -70,7 +85,20 @@ def replicate(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
 
 
 def device_share(meta_batch: int, mesh: jax.sharding.Mesh) -> int:
-  """Tasks per device: ``meta_batch / devices``, which must be a whole number."""
+  """Tasks per device: ``meta_batch / devices``, which must be a whole number.
+
+  Args:
+    meta_batch: tasks per meta-step, all devices together.
+    mesh: a mesh with a ``"tasks"`` axis (:func:`imaml_jax.task_mesh`).
+
+  Returns:
+    The tasks each device draws and adapts to per meta-step.
+
+  Examples:
+    >>> import imaml_jax
+    >>> imaml_jax.device_share(32, imaml_jax.task_mesh(1))
+    32
+  """
   n = mesh.shape[TASKS]
   if meta_batch % n:
     raise ValueError(f"the meta-batch ({meta_batch}) must be divisible by the "

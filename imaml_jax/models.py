@@ -100,12 +100,42 @@ class Conv4(nn.Module):
 
 
 def omniglot_conv4(num_classes: int) -> Conv4:
-  """The Omniglot model: 64 filters, stride-2 convs (Finn et al. 2017)."""
+  """The Omniglot model: 64 filters, stride-2 convs (Finn et al. 2017).
+
+  Args:
+    num_classes: N of the N-way tasks.
+
+  Returns:
+    A :class:`Conv4` for 28x28 grey images.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> params = imaml_jax.init_params(imaml_jax.omniglot_conv4(5),
+    ...                                jax.random.key(0), jnp.ones((1, 28, 28, 1)))
+    >>> params["Dense_0"]["kernel"].shape   # 2x2x64 features after 4 strides
+    (256, 5)
+  """
   return Conv4(num_classes, filters=64, max_pool=False)
 
 
 def mini_imagenet_conv4(num_classes: int) -> Conv4:
-  """The Mini-ImageNet model: 32 filters, 2x2 max-pool (Finn et al. 2017)."""
+  """The Mini-ImageNet model: 32 filters, 2x2 max-pool (Finn et al. 2017).
+
+  Args:
+    num_classes: N of the N-way tasks.
+
+  Returns:
+    A :class:`Conv4` for 84x84 RGB images.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> params = imaml_jax.init_params(imaml_jax.mini_imagenet_conv4(5),
+    ...                                jax.random.key(0), jnp.ones((1, 84, 84, 3)))
+    >>> params["Dense_0"]["kernel"].shape   # 5x5x32 features after 4 pools
+    (800, 5)
+  """
   return Conv4(num_classes, filters=32, max_pool=True)
 
 
@@ -122,7 +152,25 @@ class MLP(nn.Module):
 
 
 def init_params(model: nn.Module, key: jax.Array, x: jax.Array) -> PyTree:
-  """The meta-parameters of ``model``: its ``params`` collection only."""
+  """The meta-parameters of ``model``: its ``params`` collection only.
+
+  Args:
+    model: a flax module.
+    key: PRNG key of the initialisation.
+    x: an input batch; only its shape matters.
+
+  Returns:
+    The ``params`` pytree (batch-norm running statistics are not kept: batch
+    norm is transductive, see :func:`apply_fn`).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import imaml_jax
+    >>> params = imaml_jax.init_params(imaml_jax.MLP((40, 40)),
+    ...                                jax.random.key(0), jnp.zeros((1, 1)))
+    >>> [params[f"Dense_{i}"]["kernel"].shape for i in range(3)]
+    [(1, 40), (40, 40), (40, 1)]
+  """
   return model.init(key, x)["params"]
 
 

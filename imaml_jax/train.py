@@ -30,7 +30,22 @@ class TrainState(NamedTuple):
 
 def init_train_state(params: PyTree,
                      optimizer: optax.GradientTransformation) -> TrainState:
-  """A fresh :class:`TrainState` at step 0."""
+  """A fresh :class:`TrainState` at step 0.
+
+  Args:
+    params: the initial meta-parameters.
+    optimizer: the meta-optimizer (e.g. ``optax.adam(1e-3)``).
+
+  Returns:
+    ``TrainState(params, optimizer.init(params), step=0)``.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import imaml_jax
+    >>> state = imaml_jax.init_train_state(jnp.zeros(3), optax.adam(1e-3))
+    >>> int(state.step), state.params.shape
+    (0, (3,))
+  """
   return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 

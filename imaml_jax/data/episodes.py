@@ -18,6 +18,19 @@ def with_rotations(images: jax.Array) -> jax.Array:
 
   ``(C, E, H, W[, ch]) -> (4C, E, H, W[, ch])``; class ``r * C + c`` is class
   ``c`` rotated by ``r * 90`` degrees (Santoro et al. 2016; Finn et al. 2017).
+
+  Args:
+    images: ``(classes, examples, H, W[, channels])`` with ``H == W``.
+
+  Returns:
+    Four times the classes: the originals, then each rotation.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from imaml_jax.data import with_rotations
+    >>> images = jnp.arange(4).reshape(1, 1, 2, 2)   # one class, one image
+    >>> with_rotations(images)[:, 0].tolist()
+    [[[0, 1], [2, 3]], [[1, 3], [0, 2]], [[3, 2], [1, 0]], [[2, 0], [3, 1]]]
   """
   if images.shape[2] != images.shape[3]:
     raise ValueError(f"rotations need square images, got shape "

@@ -15,6 +15,12 @@ def sample_sinusoid_tasks(key: jax.Array, num_tasks: int, support_size: int = 10
   Amplitude :math:`A \sim U[0.1, 5]`, phase :math:`b \sim U[0, \pi]`, inputs
   :math:`x \sim U[-5, 5]`, as in MAML's regression experiment.
 
+  Args:
+    key: PRNG key of the batch.
+    num_tasks: tasks in the batch.
+    support_size: K, the support examples per task.
+    query_size: query examples per task.
+
   Returns:
     A :class:`Task` with ``x`` and ``y`` of shape ``(num_tasks, n, 1)``.
 
