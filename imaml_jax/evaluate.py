@@ -18,6 +18,12 @@ def mean_ci95(values: Any) -> tuple[float, float]:
   ``s`` is the sample standard deviation (``ddof=1``), as reported in the
   MAML and iMAML tables.
 
+  Args:
+    values: per-episode accuracies (or losses), at least two.
+
+  Returns:
+    ``(mean, half_width)`` as floats.
+
   Examples:
     >>> import imaml_jax
     >>> mean, ci = imaml_jax.mean_ci95([1.0, 0.0, 1.0, 0.0])
@@ -47,6 +53,19 @@ def adapt_and_evaluate(
 
   Returns:
     A dict of arrays with one value per task.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)
+    >>> adapt = imaml_jax.finetune(loss, imaml_jax.gradient_descent(50, 0.2))
+    >>> x = jnp.ones((2, 3, 1))                        # 2 tasks, y = 1 and 2
+    >>> y = jnp.stack([jnp.ones((3, 1)), 2 * jnp.ones((3, 1))])
+    >>> tasks = imaml_jax.Task(imaml_jax.Batch(x, y), imaml_jax.Batch(x, y))
+    >>> m = imaml_jax.adapt_and_evaluate(adapt, loss.metrics,
+    ...                                  jnp.zeros((1, 1)), tasks)
+    >>> [round(float(v), 6) for v in m["loss"]]   # each task fits its own y
+    [0.0, 0.0]
   """
   tasks_lib.check_tasks(tasks, batched=True)
 

@@ -233,6 +233,12 @@ def apply_fn(model: nn.Module) -> Callable[[PyTree, jax.Array], jax.Array]:
   Batch-norm statistics are computed from ``x`` and the updated running
   averages flax produces are discarded: nothing is carried between calls.
 
+  Args:
+    model: a flax module (e.g. :func:`omniglot_conv4`).
+
+  Returns:
+    ``f(params, x) -> outputs``.
+
   Examples:
     >>> import jax, jax.numpy as jnp
     >>> import imaml_jax

@@ -47,6 +47,13 @@ def stability_flags(metrics: Mapping[str, float],
   metrics) and returns ``{flag: message}`` for each threshold exceeded; an
   empty dict means nothing to report.
 
+  Args:
+    metrics: a learner's metrics (floats), e.g. a logged interval's.
+    thresholds: when to raise each flag.
+
+  Returns:
+    ``{flag name: message}``.
+
   Examples:
     >>> import imaml_jax
     >>> imaml_jax.stability_flags({"inner_grad_ratio_max": 0.9,

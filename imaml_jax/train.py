@@ -132,6 +132,34 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
   With ``max_seconds``, the run also ends after the logging interval in which
   the meta-steps' wall time (hooks excluded) reaches it; the hooks then run as
   at a last step, so a checkpoint is written.
+
+  Args:
+    step: ``step(state, key, data) -> (state, metrics)``, e.g. from
+      :func:`make_meta_step`.
+    state: the state to start from (its ``step`` says where).
+    key: PRNG key; the step folds the meta-step number into it.
+    num_steps: the meta-step to stop at.
+    log_every: logging interval.
+    on_log: ``on_log(step, metrics)`` after each interval.
+    hooks: :class:`Hook` s run after their steps and at the last one.
+    progress: show a progress bar.
+    data: passed to ``step`` (e.g. the training images on device).
+    max_seconds: wall-clock budget of the meta-steps.
+
+  Returns:
+    ``(state, history)``: the final state and the logged metrics.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import imaml_jax
+    >>> def step(state, key, data):   # gradient descent on (w - 3)^2
+    ...   return state._replace(params=state.params - 0.25 * (state.params - 3),
+    ...                         step=state.step + 1), {"w": state.params}
+    >>> state = imaml_jax.init_train_state(jnp.zeros(()), optax.sgd(0.1))
+    >>> state, history = imaml_jax.run(step, state, jax.random.key(0), 10,
+    ...                                log_every=5, progress=False)
+    >>> int(state.step), [h["step"] for h in history]
+    (10, [5, 10])
   """
   if num_steps < 0 or log_every < 1 or any(h.every < 1 for h in hooks):
     raise ValueError(f"need num_steps >= 0 and intervals >= 1, got "
