@@ -175,6 +175,12 @@ def mse_loss(apply_fn: ApplyFn) -> SupervisedLoss:
 
   .. math:: L(\theta; D) = \frac{1}{|D|}\sum_{(x, y) \in D}\|f_\theta(x) - y\|^2
 
+  Args:
+    apply_fn: ``apply_fn(params, x) -> predictions`` of shape ``(n, outputs)``.
+
+  Returns:
+    A :class:`SupervisedLoss`, callable as ``loss(params, batch)``.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import imaml_jax

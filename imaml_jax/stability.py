@@ -97,6 +97,15 @@ def drawdown(steps: Sequence[int], values: Sequence[float],
   A run "collapses" when the drop exceeds 0.10 (ten accuracy points). NaN
   values count as a total collapse (drop = inf).
 
+  Args:
+    steps: meta-steps of the curve, increasing.
+    values: training accuracy at those steps.
+    warmup: falls before this step are not judged.
+
+  Returns:
+    A :class:`Drawdown`: the drop, the step it was measured at and the step
+    of the peak it fell from.
+
   Examples:
     >>> import imaml_jax
     >>> imaml_jax.drawdown([100, 200, 300, 400, 500], [0.5, 0.9, 0.7, 0.6, 0.8])
