@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,8 +84,8 @@ def test_xavier_init_redraws_kernels_and_biases_and_keeps_batch_norm():
     np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.05)
     bias = np.asarray(new[name]["bias"])
     assert bias.min() >= 0.0 and bias.max() <= 0.05 and bias.std() > 0.01
-  jax.tree.map(np.testing.assert_array_equal, new["BatchNorm_0"],
+  chex.assert_trees_all_equal(new["BatchNorm_0"],
                params["BatchNorm_0"])
   again = imaml_jax.xavier_uniform_init(params, jax.random.key(1), 1.73,
                                         (0.0, 0.05))
-  jax.tree.map(np.testing.assert_array_equal, new, again)
+  chex.assert_trees_all_equal(new, again)

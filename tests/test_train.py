@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,8 +44,8 @@ def test_step_is_a_pure_function_of_state_and_key():
   s1, _ = step(state, key)
   s2, m2 = step(s1, key)
   again, m2_again = step(jax.device_get(s1), key)
-  jax.tree.map(np.testing.assert_array_equal, s2, again)
-  jax.tree.map(np.testing.assert_array_equal, m2, m2_again)
+  chex.assert_trees_all_equal(s2, again)
+  chex.assert_trees_all_equal(m2, m2_again)
   # Different steps draw different tasks.
   assert not np.allclose(jax.device_get(s1.params["Dense_0"]["kernel"]),
                          jax.device_get(s2.params["Dense_0"]["kernel"]))

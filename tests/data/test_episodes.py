@@ -1,5 +1,6 @@
 """Episode sampling: the N-way K-shot protocol invariants."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,7 +46,7 @@ def test_episodes_follow_the_protocol(ways, shots, queries):
 def test_tasks_differ_and_are_reproducible():
   a = imaml_jax.sample_episodes(jax.random.key(1), coded_images(), 8, 5, 1, 1)
   b = imaml_jax.sample_episodes(jax.random.key(1), coded_images(), 8, 5, 1, 1)
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  chex.assert_trees_all_equal(a, b)
   assert len({tuple(np.asarray(x).ravel()) for x in a.support.x}) == 8
 
 
@@ -88,7 +89,7 @@ def test_rotated_episodes_draw_the_same_examples_and_turn_each_class_as_one():
   plain = imaml_jax.sample_episodes(key, images, 64, 5, 1, 1)
   rotated = imaml_jax.sample_episodes(key, images, 64, 5, 1, 1, rotate=True)
   # Labels and the drawn examples are those of the unrotated episodes.
-  jax.tree.map(np.testing.assert_array_equal, plain.support.y,
+  chex.assert_trees_all_equal(plain.support.y,
                rotated.support.y)
   seen = set()
   for t in range(64):

@@ -97,8 +97,8 @@ def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
                  cwd=REPO, env=env, check=True, capture_output=True)
   a, b = final_params(straight), final_params(killed)
   assert int(a.step) == int(b.step) == steps
-  import jax
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  import chex
+  chex.assert_trees_all_equal(a, b)
 
 
 def test_two_device_run_trains_and_its_checkpoint_evaluates_on_one_device(

@@ -4,8 +4,7 @@ import json
 import os
 import shutil
 
-import jax
-import numpy as np
+import chex
 
 from experiments import evaluate
 from experiments import paper
@@ -80,7 +79,7 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   out2 = reproduce.reproduce(CELL, results2, runs2, episodes=10,
                              overrides=tiny(omniglot_data_dir), progress=False)
   assert reproduce.CHECKPOINT not in os.listdir(folder2)
-  jax.tree.map(np.testing.assert_array_equal, theta(folder), theta(folder2))
+  chex.assert_trees_all_equal(theta(folder), theta(folder2))
   assert out2["accuracy"] == stored["accuracy"]
 
 
