@@ -5,7 +5,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import imaml_jax
-from conftest import cosine, random_spd
+from helpers import cosine, random_spd
 
 # A multi-leaf parameter tree of 7 numbers.
 TEMPLATE = {"a": jnp.zeros(3), "b": {"c": jnp.zeros((2, 2))}}

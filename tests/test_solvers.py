@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import imaml_jax
-from conftest import random_spd
+from helpers import random_spd
 
 
 def test_gradient_descent_matches_closed_form_iterates():

@@ -9,9 +9,9 @@ from PIL import Image
 
 from imaml_jax.data import mini_imagenet as mi
 
-from conftest import tiny_mini_imagenet_builder
-from conftest import tiny_mini_imagenet_rows
-from conftest import write_mini_imagenet_source
+from helpers import tiny_mini_imagenet_builder
+from helpers import tiny_mini_imagenet_rows
+from helpers import write_mini_imagenet_source
 
 CLASSES = {"train": 3, "validation": 2, "test": 2}
 PER_CLASS = 4

@@ -9,9 +9,9 @@ import pytest
 from experiments import common
 from experiments.configs import mini_imagenet as mi_config
 from imaml_jax.data import mini_imagenet
-from conftest import tiny_mini_imagenet_builder
-from conftest import tiny_mini_imagenet_rows
-from conftest import write_mini_imagenet_source
+from helpers import tiny_mini_imagenet_builder
+from helpers import tiny_mini_imagenet_rows
+from helpers import write_mini_imagenet_source
 
 
 def test_configs_follow_the_protocol():
