@@ -78,8 +78,9 @@ RECIPES: dict[str, tuple[dict, str]] = {
         "longer, cosine-decayed meta learning rate): Gauss-Newton systems, 4 "
         "Newton steps of 2 CG"),
     "omniglot-5w1s-imaml_gd": (
-        _CPU_5W1S, "CPU budget recipe (make train's, 2x longer, cosine-decayed "
-        "meta learning rate): Gauss-Newton implicit system"),
+        _CPU_5W1S, "CPU budget recipe (make train's until 2026-12-01, 2x "
+        "longer, cosine-decayed meta learning rate): Gauss-Newton implicit "
+        "system"),
     "omniglot-5w1s-maml": (
         dict(meta_steps=10_000), "the paper's settings for 10,000 meta-steps "
         "(the iMAML cells' count, 4x their tasks)"),
