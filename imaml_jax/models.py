@@ -53,12 +53,7 @@ class PatchConv(nn.Module):
     patches = jnp.concatenate(
         [x[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s, :]
          for i in range(k) for j in range(k)], axis=-1)
-    return self.product(patches, kernel.reshape(-1, self.features)) + bias
-
-  def product(self, patches: jax.Array, kernel: jax.Array) -> jax.Array:
-    """``patches @ kernel``; subclasses may compute or differentiate it
-    differently (``benchmarks/weight_grad_layout.py`` does)."""
-    return patches @ kernel
+    return patches @ kernel.reshape(-1, self.features) + bias
 
 
 class Conv4(nn.Module):

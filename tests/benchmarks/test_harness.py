@@ -147,27 +147,3 @@ def test_wall_clock_plot_reads_summaries_later_files_winning(tmp_path):
   with pytest.raises(SystemExit):   # a run no summary holds
     stability.main(["--plot", str(out), "--summaries", files[0],
                     "--runs", "a,c"])
-
-
-def test_transposed_product_has_the_derivatives_of_a_matmul():
-  # benchmarks/weight_grad_layout.py's product: the same gradient and
-  # forward-over-reverse Hessian-vector product as p @ k, under vmap, with
-  # respect to both operands (in a deep net the patches depend on params).
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from benchmarks import weight_grad_layout
-  keys = jax.random.split(jax.random.key(0), 4)
-  p, vp = (jax.random.normal(k, (3, 7, 4)) for k in keys[:2])
-  k, vk = (jax.random.normal(k, (3, 4, 5)) for k in keys[2:])
-
-  def derivatives(product):
-    loss = lambda p, k: jnp.sum(jnp.tanh(product(p * p, k)) ** 2)
-    grad = jax.grad(loss, argnums=(0, 1))
-    hvp = lambda p, k, vp, vk: jax.jvp(grad, (p, k), (vp, vk))[1]
-    return jax.vmap(grad)(p, k), jax.vmap(hvp)(p, k, vp, vk)
-
-  expected = derivatives(jnp.matmul)
-  got = derivatives(weight_grad_layout.transposed_product)
-  for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
-    np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
