@@ -14,11 +14,13 @@
 #             python -m experiments.results_page; update results/CAMPAIGN.md.
 #
 # Environment: CELLS (space-separated cell names), CELL_MINUTES (training
-# minutes per cell in this window), SUITE_SECONDS, PYTHON.
+# minutes per cell in this window), SUITE_SECONDS, RESULTS_DIR (default
+# results), PYTHON.
 set -uo pipefail
 out=${OUT:-runs/gpu_window}
 cells=${CELLS:-omniglot-20w1s-imaml_hf omniglot-20w1s-maml omniglot-20w1s-imaml_gd}
 minutes=${CELL_MINUTES:-1.2}
+results=${RESULTS_DIR:-results}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -38,8 +40,8 @@ timeout 60 $py -m benchmarks.meta_step --ways 20 --meta_batch 16 --inner_steps 2
 #    for a finished cell, the 600-episode evaluations).
 for cell in $cells; do
   timeout 240 $py -m experiments.reproduce "$cell" --noprogress \
-    --session_minutes "$minutes" 2>&1 | grep -v "examples/s\|Shuffling" \
+    --results "$results" --session_minutes "$minutes" 2>&1 | grep -v "examples/s\|Shuffling" \
     | tail -8 | tee -a "$log"
 done
-tar -czf "$out/gpu_window.tar.gz" results "$out"/*.jsonl "$log" 2>/dev/null
+tar -czf "$out/gpu_window.tar.gz" "$results" "$out"/*.jsonl "$log" 2>/dev/null
 ls -la "$out"
