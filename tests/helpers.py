@@ -76,3 +76,13 @@ def tiny_mini_imagenet_builder(tmp_path, classes, per_class):
     PER_CLASS = per_class
 
   return TinyMiniImageNet
+
+
+def run_in_fresh_python(code: str) -> None:
+  """Runs ``python -c code`` from the repository root; fails with its stderr."""
+  import subprocess   # pylint: disable=import-outside-toplevel
+  import sys   # pylint: disable=import-outside-toplevel
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", code], cwd=repo,
+                       capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]

@@ -1,10 +1,6 @@
 """The library stands alone: no experiment-only dependency is imported."""
 
-import os
-import subprocess
-import sys
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import run_in_fresh_python
 
 
 def test_library_imports_and_steps_without_the_experiments_extra():
@@ -24,6 +20,4 @@ def test_library_imports_and_steps_without_the_experiments_extra():
       "state = imaml_jax.init_train_state(jnp.zeros((3, 1)), optax.adam(1e-3))\n"
       "state, metrics = step(state, jax.random.key(0))\n"
       "assert int(state.step) == 1 and 'cg_residual' in metrics\n")
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO,
-                       capture_output=True, text=True, check=False)
-  assert out.returncode == 0, out.stderr[-3000:]
+  run_in_fresh_python(code)

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from helpers import run_in_fresh_python
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -20,9 +22,7 @@ def test_building_every_config_imports_neither_jax_nor_tfds_nor_orbax():
       "heavy = [m for m in ('jax', 'tensorflow_datasets', 'orbax', 'optax')\n"
       "         if m in sys.modules]\n"
       "assert not heavy, heavy\n")
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO,
-                       capture_output=True, text=True, check=False)
-  assert out.returncode == 0, out.stderr[-2000:]
+  run_in_fresh_python(code)
 
 
 @pytest.mark.parametrize("flags,field", [
