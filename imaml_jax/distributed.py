@@ -24,6 +24,7 @@ import optax.tree_utils as otu
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from imaml_jax import metrics as metrics_lib
 from imaml_jax import tasks as tasks_lib
 from imaml_jax import train as train_lib
 
@@ -121,11 +122,10 @@ def _reduce_over_devices(direction: PyTree, metrics: dict[str, jax.Array]
   direction, out = unravel(jnp.mean(every, axis=0))
   highest, lowest = (unravel(jnp.max(every, axis=0))[1],
                      unravel(jnp.min(every, axis=0))[1])
+  worst = {"max": highest, "min": lowest}
   for name in metrics:
-    if name.endswith("_max"):
-      out[name] = highest[name]
-    elif name.endswith("_min"):
-      out[name] = lowest[name]
+    if metrics_lib.reduction(name) in worst:
+      out[name] = worst[metrics_lib.reduction(name)][name]
   return direction, out
 
 

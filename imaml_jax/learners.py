@@ -100,10 +100,12 @@ def finetune(loss_fn: LossFn, solver: Callable[..., Any]
   return adapt
 
 
-_WORST_CASE = {"inner_grad_norm": ("max", jnp.max),
-               "inner_grad_ratio": ("max", jnp.max),
-               "cg_relative_residual": ("max", jnp.max),
-               "cg_curvature": ("min", jnp.min)}
+# Per-task metrics that also get their worst task, and which side is worst;
+# the suffix (_max / _min) is how the metric then reduces everywhere
+# (imaml_jax.metrics).
+_WORST_CASE = {"inner_grad_norm": "max", "inner_grad_ratio": "max",
+               "cg_relative_residual": "max", "cg_curvature": "min"}
+_OVER_TASKS = {"max": jnp.max, "min": jnp.min}
 
 
 def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
@@ -141,9 +143,9 @@ def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
     metrics = {k: jnp.mean(m.astype(jnp.float32) if m.dtype == bool else m,
                            axis=0)
                for k, m in per_task_metrics.items()}
-    for name, (suffix, reduce) in _WORST_CASE.items():
+    for name, side in _WORST_CASE.items():
       if name in per_task_metrics:
-        metrics[f"{name}_{suffix}"] = reduce(per_task_metrics[name])
+        metrics[f"{name}_{side}"] = _OVER_TASKS[side](per_task_metrics[name])
     metrics["meta_grad_norm"] = otu.tree_norm(direction)
     return direction, metrics
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 import tqdm.auto as tqdm
 
+from imaml_jax import metrics as metrics_lib
 from imaml_jax import tasks as tasks_lib
 
 PyTree = Any
@@ -124,7 +125,9 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
   """Runs ``step(state, key, data)`` from ``state.step`` to ``num_steps``.
 
   A progress bar shows the way. Every ``log_every`` steps (and at the last)
-  the metrics, averaged over the interval on device, are pulled to the host
+  the metrics, reduced over the interval on device (means averaged, worst
+  cases ``*_max`` / ``*_min`` by max / min: :mod:`imaml_jax.metrics`), are
+  pulled to the host
   with ``seconds_per_step`` (wall time of the interval, so the first one
   includes compilation), passed to ``on_log(step, metrics)`` and returned in
   the history. ``hooks`` run after their steps (validation, checkpoints).
@@ -172,14 +175,12 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
                  desc="meta-train", unit="step", dynamic_ncols=True) as bar:
     for i in range(start, num_steps):
       state, metrics = step(state, key, data)
-      total = metrics if total is None else jax.tree.map(jnp.add, total,
-                                                         metrics)
+      total = metrics_lib.accumulate(total, metrics)
       count += 1
       bar.update(1)
       last = i + 1 == num_steps
       if (i + 1) % log_every == 0 or last:
-        logged = {k: float(v) / count
-                  for k, v in jax.device_get(total).items()}
+        logged = metrics_lib.finish(jax.device_get(total), count)
         interval = time.perf_counter() - tic
         elapsed += interval
         logged["seconds_per_step"] = interval / count

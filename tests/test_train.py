@@ -78,3 +78,26 @@ def test_run_stops_at_a_time_budget_and_runs_the_hooks_there():
   assert 5 <= int(final.step) <= 20 and int(final.step) % 5 == 0
   assert history[-1]["step"] == int(final.step)
   assert saved == [int(final.step)]
+
+
+def test_a_one_step_spike_reaches_the_logged_worst_case_and_raises_its_flag():
+  # inner_grad_ratio_max spikes at one step of a 5-step logging interval: the
+  # log keeps the spike (a mean of the per-step maxima would read 0.188) and
+  # stability_flags raises inner_unconverged; means stay means.
+  spikes = {3: 0.9}
+
+  def step(state, key, data):
+    i = int(state.step) + 1
+    return state._replace(step=state.step + 1), {
+        "inner_grad_ratio_max": jnp.asarray(spikes.get(i, 0.01)),
+        "cg_curvature_min": jnp.asarray(-1.0 if i == 2 else 1.0),
+        "query_loss": jnp.asarray(float(i))}
+
+  state = imaml_jax.init_train_state(jnp.zeros(()), optax.sgd(0.1))
+  _, history = imaml_jax.run(step, state, jax.random.key(0), 5, log_every=5,
+                             progress=False)
+  logged = history[0]
+  assert logged["inner_grad_ratio_max"] == pytest.approx(0.9)
+  assert logged["cg_curvature_min"] == -1.0
+  assert logged["query_loss"] == pytest.approx(3.0)
+  assert "inner_unconverged" in imaml_jax.stability_flags(logged)
