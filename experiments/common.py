@@ -34,21 +34,21 @@ def build_learner(c, loss, test: bool = False):
   or Newton steps for iMAML-HF) when that is set, as MAML's Mini-ImageNet
   evaluation does (5 steps in training, 10 at test).
   """
-  if test and c.get("test_inner_steps", 0):
+  if test and c.test_inner_steps:
     c = c.copy_and_resolve_references()
     c["newton_steps" if c.algorithm == "imaml_hf" else "inner_steps"] = (
         c.test_inner_steps)
-  chunk = c.get("task_chunk", 0) or None   # 0: vmap over the whole batch
+  chunk = c.task_chunk or None   # 0: vmap over the whole batch
   if c.algorithm == "imaml_gd":
-    inner_loop = c.get("inner_loop", "proximal")
+    inner_loop = c.inner_loop
     if inner_loop not in INNER_LOOPS:
       raise ValueError(f"inner_loop must be one of {tuple(INNER_LOOPS)}, got "
                        f"{inner_loop!r}.")
     solver = INNER_LOOPS[inner_loop](c.inner_steps, c.inner_lr)
   elif c.algorithm == "imaml_hf":
     solver = imaml_jax.newton_cg(
-        c.newton_steps, cg_steps=c.get("newton_cg_steps", c.cg_steps),
-        curvature=c.get("newton_curvature", "hessian"))
+        c.newton_steps, cg_steps=c.newton_cg_steps,
+        curvature=c.newton_curvature)
   elif c.algorithm in ("maml", "fomaml", "reptile"):
     return getattr(imaml_jax, c.algorithm)(loss, c.inner_steps, c.inner_lr,
                                            task_chunk=chunk)
@@ -56,14 +56,14 @@ def build_learner(c, loss, test: bool = False):
     raise ValueError(f"unknown algorithm {c.algorithm!r}; expected one of "
                      f"{', '.join(ALGORITHMS)}.")
   return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system,
-                         cg_method=c.get("cg_method", "jax"),
+                         cg_method=c.cg_method,
                          task_chunk=chunk)
 
 
 def meta_optimizer(c) -> optax.GradientTransformation:
   """Adam (epsilon ``c.adam_eps``) at a constant rate (the paper's) or cosine-decayed."""
-  eps = c.get("adam_eps", 1e-8)
-  if c.get("meta_lr_schedule", "constant") == "constant":
+  eps = c.adam_eps
+  if c.meta_lr_schedule == "constant":
     return optax.adam(c.meta_lr, eps=eps)
   if c.meta_lr_schedule == "cosine":
     return optax.adam(optax.cosine_decay_schedule(c.meta_lr, c.meta_steps),
@@ -96,7 +96,7 @@ def initial_params(c, model, key: jax.Array, x: jax.Array):
   ``key`` draws flax's initialisation; the Xavier redraw takes its own key,
   ``fold_in(key, 1)``.
   """
-  init = c.get("init", "default")
+  init = c.init
   if init not in INITS:
     raise ValueError(f"init must be one of {INITS}, got {init!r}.")
   theta = imaml_jax.init_params(model, key, x)
@@ -124,7 +124,7 @@ def load_images(c, split: str):
   data set. Training classes get their rotations when ``c.rotations`` is set.
   """
   data_dir = c.data_dir or None
-  source_dir = c.get("source_dir", "") or default_source_dir(c.dataset)
+  source_dir = c.source_dir or default_source_dir(c.dataset)
   if c.dataset == "omniglot":
     images = omniglot.load_omniglot(split, data_dir=data_dir,
                                     source_dir=source_dir)
@@ -135,7 +135,7 @@ def load_images(c, split: str):
     raise ValueError(f"no loader for dataset {c.dataset!r}; expected "
                      f"'omniglot' or 'mini_imagenet'.")
   images = jax.device_put(images)
-  if split == "train" and c.get("rotations", False):
+  if split == "train" and c.rotations:
     images = imaml_jax.with_rotations(images)
   return images
 
@@ -164,7 +164,7 @@ def make_evaluator(c, adapt, loss, queries: int, rotate: bool = False):
   each, vmapped, then accuracy on its query set. The same key gives the same
   episodes whatever ``adapt`` is.
   """
-  chunk = c.get("eval_chunk", 100)
+  chunk = c.eval_chunk
 
   @jax.jit
   def one_chunk(theta, images, key):

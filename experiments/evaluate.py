@@ -34,6 +34,7 @@ import numpy as np
 import imaml_jax
 from experiments import common
 from experiments import protocol as protocol_lib
+from experiments.configs import base as config_base
 
 THETA = "theta.msgpack"
 
@@ -72,7 +73,7 @@ def load_run(path: str, step: int | None = None,
     A :class:`Run`.
   """
   with open(os.path.join(path, "config.json")) as f:
-    c = ml_collections.ConfigDict(json.load(f))
+    c = config_base.upgrade(ml_collections.ConfigDict(json.load(f)))
   if inner_steps:
     c.test_inner_steps = inner_steps
   model, loss = common.model_and_loss(c)
@@ -187,8 +188,8 @@ def evaluate(path: str, protocols: Sequence[str] = ("paper", "wide"),
   if c.algorithm.startswith("imaml"):
     results.update(lam=c.lam, cg_steps=c.cg_steps, system=c.system)
   if c.algorithm == "imaml_hf":
-    results.update(newton_curvature=c.get("newton_curvature", "hessian"),
-                   newton_cg_steps=c.get("newton_cg_steps", c.cg_steps))
+    results.update(newton_curvature=c.newton_curvature,
+                   newton_cg_steps=c.newton_cg_steps)
   if output == "default":
     output = None if stored else os.path.join(path, "results.json")
   if output:

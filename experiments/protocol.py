@@ -124,7 +124,7 @@ def protocol(name: str, c, adaptation: str = "trained",
         paper_test_steps(c))
   else:
     queries, rotate, steps = c.test_queries, False, (
-        c.get("test_inner_steps", 0) or trained_steps(c))
+        c.test_inner_steps or trained_steps(c))
   lam = None
   if adaptation == "gd_lam0":
     steps, lam = GD_LAM0_STEPS, 0.0

@@ -235,7 +235,7 @@ def main(argv: Sequence[str]):
   except ValueError as e:   # one line, before anything compiles
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  train.split_cpu(max(c.get("cpu_devices", 0) for c in configs))
+  train.split_cpu(max(c.cpu_devices for c in configs))
   for name in names:
     reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
               progress=f.progress, session_minutes=f.session_minutes)

@@ -51,7 +51,7 @@ def cpu_layout(c):
   time (``task_chunk=1``), the fastest layout measured on a CPU. Raises if
   the CPU was not split first (:func:`split_cpu`).
   """
-  n = c.get("cpu_devices", 0)
+  n = c.cpu_devices
   if not n or jax.default_backend() != "cpu":
     return c
   if len(jax.devices()) != n:
@@ -84,7 +84,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   theta = common.initial_params(c, model, init_key, example)
   state = imaml_jax.init_train_state(theta, optimizer)
   manager = common.checkpoint_manager(workdir,
-                                     c.get("keep_checkpoint_every", 0))
+                                     c.keep_checkpoint_every)
   if resume and manager.latest_step() is not None:
     state = common.restore(manager, state)
     print(f"resumed from step {int(state.step)} of {workdir}", flush=True)
@@ -96,7 +96,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
 
   # The task batch is split over a "tasks" mesh axis (one device: the plain
   # meta-step); each device draws its share of the episodes itself.
-  mesh = imaml_jax.task_mesh(c.get("num_devices", 1))
+  mesh = imaml_jax.task_mesh(c.num_devices)
   per_device = imaml_jax.device_share(c.meta_batch, mesh)
 
   def sample(k, images):
@@ -121,8 +121,8 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
     writer.flush()
 
   thresholds = imaml_jax.StabilityThresholds(
-      inner_grad_ratio=c.get("warn_inner_grad_ratio", 0.5),
-      cg_relative_residual=c.get("warn_cg_relative_residual", 1.0))
+      inner_grad_ratio=c.warn_inner_grad_ratio,
+      cg_relative_residual=c.warn_cg_relative_residual)
   raised = {}   # flag -> step it was first raised, while it stays raised
 
   def on_log(i, m):
@@ -157,7 +157,7 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
         + (f" x {devices} devices ({per_device} tasks each)" if devices > 1
            else "") + f", workdir {workdir}", flush=True)
   # A wall-clock budget counts the meta-steps of earlier sessions of the run.
-  budget = c.get("max_train_minutes", 0) * 60 or None
+  budget = c.max_train_minutes * 60 or None
   steps = c.meta_steps
   if budget and int(state.step):
     budget -= common.train_seconds(workdir) or 0.0
@@ -187,7 +187,7 @@ def main(argv):
   except ValueError as e:   # one line, before anything compiles
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  split_cpu(f.config.get("cpu_devices", 0))
+  split_cpu(f.config.cpu_devices)
   workdir = f.workdir or os.path.join("runs", f.config.name)
   train(f.config, workdir, resume=f.resume, progress=f.progress)
 

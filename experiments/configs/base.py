@@ -70,6 +70,7 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
                                 # took this long, resumed sessions included;
                                 # 0 = run all meta_steps
   c.test_episodes = 600
+  c.eval_chunk = 100            # episodes per evaluation batch (memory)
   c.data_dir = ""               # TFDS data dir; "" = TFDS default
   # The data set's source files. "" = $OMNIGLOT_DIR / $MINI_IMAGENET_DIR, else
   # ../shared/data/<dataset> beside the checkout if there, else (Omniglot)
@@ -146,3 +147,41 @@ def check(c: ml_collections.ConfigDict) -> None:
     field = "cpu_devices" if c.get("cpu_devices", 0) else "num_devices"
     bad("meta_batch", f"must be divisible by the {devices} devices of "
                       f"--config.{field}")
+
+
+# What a run behaved as before each newer field existed: config.json files
+# written then lack the field, and upgrade() fills it in with this value (not
+# today's default, where the two differ: iMAML-HF's Newton steps used the
+# Hessian until the Gauss-Newton default).
+BEFORE_FIELD = {
+    "adam_eps": 1e-8, "init": "default", "inner_loop": "proximal",
+    "meta_lr_schedule": "constant", "cg_method": "jax", "task_chunk": 0,
+    "num_devices": 1, "cpu_devices": 0, "newton_curvature": "hessian",
+    "test_inner_steps": 0, "keep_checkpoint_every": 0,
+    "max_train_minutes": 0.0, "warn_inner_grad_ratio": 0.5,
+    "warn_cg_relative_residual": 1.0, "eval_chunk": 100, "source_dir": "",
+    "rotations": False,
+}
+
+
+def upgrade(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A config read from an older config.json, with every newer field filled in.
+
+  The one place that knows what old runs did (:data:`BEFORE_FIELD`; a missing
+  ``newton_cg_steps`` was ``cg_steps``). Code then reads fields directly.
+
+  Examples:
+    >>> import ml_collections
+    >>> old = ml_collections.ConfigDict({"algorithm": "imaml_hf",
+    ...                                  "cg_steps": 5})
+    >>> c = upgrade(old)
+    >>> c.newton_curvature, c.newton_cg_steps, c.adam_eps
+    ('hessian', 5, 1e-08)
+  """
+  c = ml_collections.ConfigDict(c.to_dict())
+  for field, value in BEFORE_FIELD.items():
+    if field not in c:
+      c[field] = value
+  if "newton_cg_steps" not in c and "cg_steps" in c:
+    c.newton_cg_steps = c.cg_steps
+  return c

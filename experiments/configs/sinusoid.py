@@ -22,6 +22,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.lam = 0.5                    # iMAML proximal strength
   c.cg_steps = 5
   c.system = "gauss_newton"      # exact | damped | gauss_newton
+  c.cg_method = "jax"            # jax | truncated
+  c.newton_curvature = "hessian"  # iMAML-HF's Newton steps: hessian | gauss_newton
+  c.newton_cg_steps = 5          # CG steps per Newton system
+  c.inner_loop = "proximal"      # iMAML-GD: proximal | pull_back
+  c.test_inner_steps = 0         # 0: adapt at test as in training
+  c.task_chunk = 0               # 0: vmap over the whole task batch
   c.eval_tasks = 600
   c.log_every = 250
   return c
