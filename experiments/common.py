@@ -193,6 +193,13 @@ def checkpoint_manager(workdir: str, keep_period: int | None = None):
           max_to_keep=2, keep_period=keep_period or None, create=True))
 
 
+def state_like(c, model) -> imaml_jax.TrainState:
+  """A train state with the structure of ``c``'s runs, to restore into."""
+  x = np.zeros((1,) + IMAGE_SHAPES[c.dataset], np.float32)
+  return imaml_jax.init_train_state(
+      imaml_jax.init_params(model, jax.random.key(0), x), meta_optimizer(c))
+
+
 def restore(manager, like: imaml_jax.TrainState,
             step: int | None = None) -> imaml_jax.TrainState:
   """The checkpoint at ``step`` (default latest), in the structure of ``like``."""

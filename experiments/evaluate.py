@@ -29,7 +29,6 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 import imaml_jax
 from experiments import common
@@ -77,10 +76,7 @@ def load_run(path: str, step: int | None = None,
   if inner_steps:
     c.test_inner_steps = inner_steps
   model, loss = common.model_and_loss(c)
-  x = np.zeros((1,) + common.IMAGE_SHAPES[c.dataset], np.float32)
-  like = imaml_jax.init_train_state(
-      imaml_jax.init_params(model, jax.random.key(0), x),
-      common.meta_optimizer(c))
+  like = common.state_like(c, model)
   theta_file = os.path.join(path, THETA)
   if os.path.exists(theta_file) and step is None:
     with open(theta_file, "rb") as f:

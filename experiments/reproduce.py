@@ -41,10 +41,8 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
-import imaml_jax
 from experiments import common
 from experiments import evaluate
 from experiments import paper
@@ -116,11 +114,7 @@ def _slim_curve(src: str, dst: str) -> None:
 
 def _seed_workdir(folder: str, workdir: str, c) -> None:
   """Starts ``workdir`` from a stored ``checkpoint.msgpack`` (fresh machine)."""
-  model, _ = common.model_and_loss(c)
-  x = np.zeros((1,) + common.IMAGE_SHAPES[c.dataset], np.float32)
-  like = imaml_jax.init_train_state(
-      imaml_jax.init_params(model, jax.random.key(0), x),
-      common.meta_optimizer(c))
+  like = common.state_like(c, common.model_and_loss(c)[0])
   with open(os.path.join(folder, CHECKPOINT), "rb") as f:
     state = flax.serialization.from_bytes(like, f.read())
   state = jax.tree.map(jnp.asarray, state)
@@ -209,7 +203,8 @@ def status(results: str = RESULTS) -> list[str]:
   for cell in paper.cells():
     folder = os.path.join(results, cell.name)
     if os.path.exists(os.path.join(folder, "results.json")):
-      r = json.load(open(os.path.join(folder, "results.json")))
+      with open(os.path.join(folder, "results.json")) as f:
+        r = json.load(f)
       state = (f"done: {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}% "
                f"(paper protocol), {r['meta_steps']} meta-steps")
     elif os.path.exists(os.path.join(folder, CHECKPOINT)):

@@ -21,6 +21,7 @@ from absl import flags
 
 from experiments import common
 from experiments import paper
+from experiments import protocol
 from experiments import reproduce
 
 PAGE = os.path.join("docs", "results.md")
@@ -44,7 +45,8 @@ def load(results: str) -> dict[str, dict]:
         out[cell.name] = json.load(f)
     elif os.path.exists(os.path.join(folder, reproduce.CHECKPOINT)):
       steps = common.train_curve(folder)[0]
-      config = json.load(open(os.path.join(folder, "config.json")))
+      with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
       out[cell.name] = {"status": "training", "meta_steps": steps[-1],
                         "planned_meta_steps": config["meta_steps"]}
   return out
@@ -197,10 +199,10 @@ def plot(results: str, path: str) -> None:
       folder = os.path.join(results, name)
       steps, _, seconds = common.train_curve(folder)
       minutes = dict(zip(steps, (s / 60 for s in seconds)))
-      val = [json.loads(l) for l in open(os.path.join(folder, "metrics.jsonl"))]
-      val = [v for v in val if v["kind"] == "validation" and v["step"] in minutes]
-      ax.plot([minutes[v["step"]] for v in val],
-              [100 * v["accuracy"] for v in val], marker=".",
+      val = {s: a for s, a in protocol.validation_curve(folder).items()
+             if s in minutes}
+      ax.plot([minutes[s] for s in val], [100 * a for a in val.values()],
+              marker=".",
               label=paper.ALGORITHM_NAMES[r["algorithm"]])
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation accuracy (%), wide protocol")
