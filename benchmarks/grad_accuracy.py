@@ -82,8 +82,8 @@ def measure(loss, theta, tasks, lam, max_cg, inner_steps, inner_lr,
     eye = jnp.eye(flat_phi.size, dtype=flat_g.dtype)
     out, exact = {}, None
     for system in SYSTEMS:   # "exact" first: the reference of the others
-      matvec = imaml_jax.implicit.resolve_system(system)(loss, phi,
-                                                         task.support, lam)
+      matvec = imaml_jax.implicit.resolve_system(system)(
+          imaml_jax.TaskObjective(loss, lam, theta, task.support), phi)
       flat_matvec = lambda z, m=matvec: ravel_pytree(m(unravel(z)))[0]
       matrix = jax.lax.map(flat_matvec, eye)   # symmetric: rows = columns
       matrix = (matrix + matrix.T) / 2

@@ -50,16 +50,19 @@ def _reset_peak_rss() -> None:
     f.write("5")
 
 
-def settings(steps: int, inner_lr: float, lam: float, cg_steps: int
-             ) -> argparse.Namespace:
-  """:func:`benchmarks.meta_step.learners` flags with K inner steps of every
-  kind (GD, Newton-CG on the Hessian, unrolled), one learning rate, the
-  paper's exact system."""
-  return argparse.Namespace(
-      inner_steps=steps, newton_steps=steps, maml_steps=steps,
-      inner_lr=inner_lr, maml_lr=inner_lr, lam=lam, cg_steps=cg_steps,
-      system="exact", task_chunk=0, newton_curvature="hessian",
-      newton_cg_steps=0)
+def settings(algorithm: str, steps: int, inner_lr: float, lam: float,
+             cg_steps: int) -> dict:
+  """Config fields for K inner steps of ``algorithm``'s kind (GD, Newton-CG
+  on the Hessian with ``cg_steps`` CG steps, unrolled), one learning rate,
+  the paper's exact system."""
+  if algorithm == "imaml_hf":
+    return dict(newton_steps=steps, newton_curvature="hessian",
+                newton_cg_steps=cg_steps, lam=lam, cg_steps=cg_steps,
+                system="exact")
+  fields = dict(inner_steps=steps, inner_lr=inner_lr)
+  if algorithm == "imaml_gd":
+    fields.update(lam=lam, cg_steps=cg_steps, system="exact")
+  return fields
 
 
 def xla_memory_mb(compiled) -> float:
@@ -75,6 +78,7 @@ def measure(algorithm: str, steps: int, a) -> dict:
   import jax   # pylint: disable=import-outside-toplevel
   import imaml_jax   # pylint: disable=import-outside-toplevel
   from benchmarks import meta_step   # pylint: disable=import-outside-toplevel
+  from experiments import common   # pylint: disable=import-outside-toplevel
   from experiments.common import hardware   # pylint: disable=import-outside-toplevel
 
   model = imaml_jax.omniglot_conv4(a.ways)
@@ -82,8 +86,10 @@ def measure(algorithm: str, steps: int, a) -> dict:
   tasks = meta_step.synthetic_tasks(jax.random.key(1), a.meta_batch, a.ways,
                                     a.shots, a.queries)
   theta = imaml_jax.init_params(model, jax.random.key(0), tasks.support.x[0])
-  learner = meta_step.learners(
-      loss, settings(steps, a.inner_lr, a.lam, a.cg_steps))[algorithm]
+  c = meta_step.learner_config(
+      algorithm, a.ways, a.shots,
+      **settings(algorithm, steps, a.inner_lr, a.lam, a.cg_steps))
+  learner = common.build_learner(c, loss)
   meta_gradient = jax.jit(lambda th, t: learner(th, t)[0])
   start = time.perf_counter()
   compiled = meta_gradient.lower(theta, tasks).compile()

@@ -8,7 +8,13 @@
         --task_chunk 1          # the fastest layout on a 2-core CPU
 
 Random images stand in for Omniglot (same shapes, same model and math), so
-this measures speed only. For each algorithm, the jitted meta-step (task
+this measures speed only. Each algorithm's learner is the one its training
+config builds (``experiments/configs/omniglot.py:<N>way<K>shot-<algorithm>``
+through :func:`experiments.common.build_learner`), with only the learner
+flags given on the command line changed: the benchmark measures what trains.
+Until 2026-12-01 the flags had their own defaults (the exact system,
+Newton-CG on the Hessian, 3 Newton steps of 5 CG): docs/benchmarks.md says
+which recorded rows used them. For each algorithm, the jitted meta-step (task
 sampling, adaptation, meta-gradient, Adam update) is compiled and timed
 (median of ``--repeats`` after compilation). Its FLOPs are counted by
 ``model_flops`` from loop-free pieces costed by XLA's cost analysis (XLA's
@@ -51,7 +57,11 @@ import jax.numpy as jnp
 import optax
 
 import imaml_jax
+from experiments import common
 from experiments.common import hardware
+from experiments.configs import omniglot
+
+ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
 
 
 def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
@@ -63,40 +73,61 @@ def synthetic_tasks(key, meta_batch, ways, shots, queries, size=28):
                         imaml_jax.Batch(images(kq, queries), labels(queries)))
 
 
-def add_learner_args(p: argparse.ArgumentParser, system: str = "exact"):
-  """The flags :func:`learners` reads (protocol values for 5-way 1-shot)."""
-  p.add_argument("--inner_steps", type=int, default=16)
-  p.add_argument("--inner_lr", type=float, default=0.1)
-  p.add_argument("--newton_steps", type=int, default=3)
-  p.add_argument("--newton_curvature", default="hessian",
+# Learner flags: config fields. None (the default) keeps the config's value.
+_LEARNER_FLAGS = {"inner_steps": int, "inner_lr": float, "newton_steps": int,
+                  "newton_cg_steps": int, "lam": float, "cg_steps": int,
+                  "maml_steps": int, "maml_lr": float, "task_chunk": int}
+
+
+def add_learner_args(p: argparse.ArgumentParser):
+  """The setting (``--ways``, ``--shots``) and the learner flags :func:`learners` reads.
+
+  A learner flag left out keeps the value of the algorithm's training config;
+  ``--inner_steps`` / ``--inner_lr`` set the GD inner loops (iMAML-GD,
+  Reptile), ``--maml_steps`` / ``--maml_lr`` MAML's and first-order MAML's.
+  """
+  p.add_argument("--ways", type=int, default=5)
+  p.add_argument("--shots", type=int, default=1)
+  for name, kind in _LEARNER_FLAGS.items():
+    p.add_argument(f"--{name}", type=kind, default=None,
+                   help="default: the training config's")
+  p.add_argument("--newton_curvature", default=None,
                  choices=imaml_jax.solvers.CURVATURES)
-  p.add_argument("--newton_cg_steps", type=int, default=0,
-                 help="CG steps per Newton system (0: --cg_steps)")
-  p.add_argument("--lam", type=float, default=2.0)
-  p.add_argument("--cg_steps", type=int, default=5)
-  p.add_argument("--system", default=system,
+  p.add_argument("--system", default=None,
                  choices=("exact", "damped", "gauss_newton"))
-  p.add_argument("--maml_steps", type=int, default=1)
-  p.add_argument("--maml_lr", type=float, default=0.4)
-  p.add_argument("--task_chunk", type=int, default=0,
-                 help="vmap this many tasks per lax.map iteration (0: all)")
 
 
-def learners(loss, a):
-  chunk = dict(task_chunk=a.task_chunk or None)
-  return {
-      "imaml_gd": imaml_jax.imaml(
-          loss, imaml_jax.gradient_descent(a.inner_steps, a.inner_lr), a.lam,
-          a.cg_steps, a.system, **chunk),
-      "imaml_hf": imaml_jax.imaml(
-          loss, imaml_jax.newton_cg(
-              a.newton_steps, cg_steps=a.newton_cg_steps or a.cg_steps,
-              curvature=a.newton_curvature),
-          a.lam, a.cg_steps, a.system, **chunk),
-      "maml": imaml_jax.maml(loss, a.maml_steps, a.maml_lr, **chunk),
-      "fomaml": imaml_jax.fomaml(loss, a.maml_steps, a.maml_lr, **chunk),
-      "reptile": imaml_jax.reptile(loss, a.inner_steps, a.inner_lr, **chunk),
-  }
+def learner_config(algorithm: str, ways: int, shots: int, **overrides):
+  """The training config of ``algorithm`` at ``ways``-way ``shots``-shot,
+  with ``overrides`` (config fields) on top."""
+  c = omniglot.get_config(f"{ways}way{shots}shot-{algorithm}")
+  c.update(overrides)
+  return c
+
+
+def flag_overrides(algorithm: str, a: argparse.Namespace) -> dict:
+  """The config fields the learner flags in ``a`` set for ``algorithm``."""
+  given = {k: getattr(a, k) for k in (*_LEARNER_FLAGS, "newton_curvature",
+                                      "system")}
+  maml_like = algorithm in ("maml", "fomaml")
+  given["inner_steps"] = given["maml_steps"] if maml_like else given[
+      "inner_steps"]
+  given["inner_lr"] = given["maml_lr"] if maml_like else given["inner_lr"]
+  del given["maml_steps"], given["maml_lr"]
+  return {k: v for k, v in given.items() if v is not None}
+
+
+def learner_configs(a: argparse.Namespace, algorithms=ALGORITHMS) -> dict:
+  """``{algorithm: config}`` the benchmark builds its learners from."""
+  return {name: learner_config(name, a.ways, a.shots,
+                               **flag_overrides(name, a))
+          for name in algorithms}
+
+
+def learners(loss, a: argparse.Namespace, algorithms=ALGORITHMS) -> dict:
+  """``{algorithm: learner}``, each built by :func:`experiments.common.build_learner`."""
+  return {name: common.build_learner(c, loss)
+          for name, c in learner_configs(a, algorithms).items()}
 
 
 def median_time(fn, repeats: int) -> float:
@@ -142,6 +173,7 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
   not counted, and Gauss-Newton products are counted as H v products (they
   cost somewhat less).
   """
+  cfg = learner_configs(a)
   one = lambda b: jax.tree.map(lambda x: x[0], b)
   cost = lambda f, *args: flops_of(jax.jit(f).lower(*args).compile())
   support, query_batch = one(tasks.support), one(tasks.query)
@@ -154,13 +186,14 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
              theta)   # v a separate argument: no CSE
   query = cost(lambda p, b: jax.grad(loss)(p, b), theta, query_batch)
   solve = lambda cg_steps: grad + cg_steps * hv
+  gd, hf = cfg["imaml_gd"], cfg["imaml_hf"]
   per_task = {
-      "imaml_gd": a.inner_steps * grad + solve(a.cg_steps) + query,
-      "imaml_hf": a.newton_steps * solve(a.newton_cg_steps or a.cg_steps)
-                  + solve(a.cg_steps) + query,
-      "maml": a.maml_steps * (grad + hvp) + query,
-      "fomaml": a.maml_steps * grad + query,
-      "reptile": a.inner_steps * grad,
+      "imaml_gd": gd.inner_steps * grad + solve(gd.cg_steps) + query,
+      "imaml_hf": hf.newton_steps * solve(hf.newton_cg_steps)
+                  + solve(hf.cg_steps) + query,
+      "maml": cfg["maml"].inner_steps * (grad + hvp) + query,
+      "fomaml": cfg["fomaml"].inner_steps * grad + query,
+      "reptile": cfg["reptile"].inner_steps * grad,
   }
   return {k: v * a.meta_batch for k, v in per_task.items()}
 
@@ -220,7 +253,7 @@ def python_loop_reference(learner, opt, theta, sample, meta_batch,
   @jax.jit
   def update(state, outputs):
     direction, metrics = jax.tree.map(lambda *d: sum(d) / len(d), *outputs)
-    return imaml_jax.train.apply_direction(opt, state, direction), metrics
+    return imaml_jax.train.meta_update(opt, state, direction, metrics)
 
   def step(state, key):   # the tasks make_meta_step draws
     task_key, _ = jax.random.split(jax.random.fold_in(key, state.step))
@@ -237,8 +270,6 @@ def python_loop_reference(learner, opt, theta, sample, meta_batch,
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--ways", type=int, default=5)
-  p.add_argument("--shots", type=int, default=1)
   p.add_argument("--queries", type=int, default=1)
   p.add_argument("--meta_batch", type=int, default=32)
   add_learner_args(p)
@@ -276,17 +307,17 @@ def main(argv=None):
   peak = matmul_flops()
   print(json.dumps({"hardware": hardware(), "matmul_gflops": round(peak / 1e9, 1),
                     "jax": jax.__version__}), flush=True)
-  for name, learner in learners(loss, a).items():
-    if name not in a.algorithms.split(","):
-      continue
+  configs = learner_configs(a, a.algorithms.split(","))
+  for name, c in configs.items():
+    learner = common.build_learner(c, loss)
     compile_s, seconds, flops = time_meta_step(
         learner, opt, theta, sampler(share), a.repeats,
         mesh if devices > 1 else None)
     row = {
         "algorithm": name, "ways": a.ways, "shots": a.shots,
-        "meta_batch": a.meta_batch, "task_chunk": a.task_chunk or None,
+        "meta_batch": a.meta_batch, "task_chunk": c.task_chunk or None,
         "devices": devices,
-        "system": a.system if "imaml" in name else None,
+        "system": c.system if "imaml" in name else None,
         "hardware": hardware(), "compile_s": round(compile_s, 2),
         "s_per_step": round(seconds, 4),
         "tasks_per_s": round(a.meta_batch / seconds, 1),

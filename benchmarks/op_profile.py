@@ -60,11 +60,12 @@ def main(argv=None):
                  help="imaml_gd, imaml_hf, maml, fomaml or reptile")
   meta_step.add_learner_args(p)
   a = p.parse_args(argv)
-  model = imaml_jax.omniglot_conv4(5)
+  model = imaml_jax.omniglot_conv4(a.ways)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
-  tasks = meta_step.synthetic_tasks(jax.random.key(1), a.tasks, 5, 1, 1)
+  tasks = meta_step.synthetic_tasks(jax.random.key(1), a.tasks, a.ways,
+                                    a.shots, a.shots)
   theta = imaml_jax.init_params(model, jax.random.key(0), tasks.support.x[0])
-  learner = meta_step.learners(loss, a)[a.algorithm]
+  learner = meta_step.learners(loss, a, [a.algorithm])[a.algorithm]
   grad = jax.jit(lambda th, t: learner(th, t)[0])
   jax.block_until_ready(grad(theta, tasks))   # compile outside the trace
   with tempfile.TemporaryDirectory() as out:

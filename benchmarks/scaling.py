@@ -34,10 +34,11 @@ def measure(a, devices: int) -> dict:
   share = imaml_jax.device_share(a.meta_batch, mesh)
   model = imaml_jax.omniglot_conv4(a.ways)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
-  sample = lambda k, data=None: meta_step.synthetic_tasks(k, share, a.ways, 1, 1)
+  sample = lambda k, data=None: meta_step.synthetic_tasks(k, share, a.ways,
+                                                          a.shots, a.shots)
   theta = imaml_jax.init_params(model, jax.random.key(0),
                                 sample(jax.random.key(1)).support.x[0])
-  learner = meta_step.learners(loss, a)[a.algorithm]
+  learner = meta_step.learners(loss, a, [a.algorithm])[a.algorithm]
   opt = optax.adam(1e-3)
   step = imaml_jax.make_sharded_meta_step(learner, opt, sample, mesh)
   state = imaml_jax.replicate(imaml_jax.init_train_state(theta, opt), mesh)
@@ -59,9 +60,8 @@ def main(argv=None):
   p.add_argument("--real", action="store_true",
                  help="use the machine's devices instead of forced CPU ones")
   p.add_argument("--meta_batch", type=int, default=32)
-  p.add_argument("--ways", type=int, default=5)
   p.add_argument("--repeats", type=int, default=10)
-  meta_step.add_learner_args(p, system="gauss_newton")
+  meta_step.add_learner_args(p)   # --ways, --shots, the learner flags
   p.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
   a = p.parse_args(argv)
   if a.one:

@@ -9,7 +9,9 @@ import pathlib
 import platform
 import subprocess
 
+import flax.serialization
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -22,13 +24,19 @@ from imaml_jax.data import omniglot
 ALGORITHMS = base.ALGORITHMS
 INNER_LOOPS = {"proximal": imaml_jax.gradient_descent,
                "pull_back": imaml_jax.pull_back_gradient_descent}
+# The implicit system's linear solve a config's cg_method names.
+LINEAR_SOLVES = {"jax": imaml_jax.solve_cg, "truncated": imaml_jax.truncated_cg}
 INITS = ("default", "xavier_1.73")
 IMAGE_SHAPES = {"omniglot": (28, 28, 1), "mini_imagenet": (84, 84, 3)}
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def build_learner(c, loss, test: bool = False):
+def build_learner(c, loss, test: bool = False) -> imaml_jax.Learner:
   """The learner a config names, with its inner-loop settings.
+
+  The one place a learner is built from a config: training, evaluation and
+  the benchmarks (``benchmarks/meta_step.py``) all call it, so a benchmark
+  measures exactly what trains.
 
   With ``test``, the inner loop runs ``c.test_inner_steps`` steps (GD steps,
   or Newton steps for iMAML-HF) when that is set, as MAML's Mini-ImageNet
@@ -56,7 +64,7 @@ def build_learner(c, loss, test: bool = False):
     raise ValueError(f"unknown algorithm {c.algorithm!r}; expected one of "
                      f"{', '.join(ALGORITHMS)}.")
   return imaml_jax.imaml(loss, solver, c.lam, c.cg_steps, c.system,
-                         cg_method=c.cg_method,
+                         linear_solve=LINEAR_SOLVES[c.cg_method],
                          task_chunk=chunk)
 
 
@@ -200,15 +208,53 @@ def state_like(c, model) -> imaml_jax.TrainState:
       imaml_jax.init_params(model, jax.random.key(0), x), meta_optimizer(c))
 
 
+def _unguarded(like: imaml_jax.TrainState) -> imaml_jax.TrainState:
+  """``like`` as checkpoints before the non-finite guard stored it (the
+  meta-optimizer's own state, without ``optax.ApplyIfFiniteState``)."""
+  return like._replace(opt_state=like.opt_state.inner_state)
+
+
+def _guard(old: imaml_jax.TrainState,
+           like: imaml_jax.TrainState) -> imaml_jax.TrainState:
+  """An old state with the guard's counters of ``like`` (none skipped yet)."""
+  return old._replace(opt_state=like.opt_state._replace(
+      inner_state=old.opt_state))
+
+
 def restore(manager, like: imaml_jax.TrainState,
             step: int | None = None) -> imaml_jax.TrainState:
-  """The checkpoint at ``step`` (default latest), in the structure of ``like``."""
+  """The checkpoint at ``step`` (default latest), in the structure of ``like``.
+
+  Checkpoints written before the non-finite guard (2026-12-01) are upgraded:
+  their optimizer state is wrapped with fresh counters.
+  """
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}.")
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
+
+  def restore_as(target):
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return jax.tree.unflatten(jax.tree.structure(target),
+                              jax.tree.leaves(restored))
+
+  try:
+    return restore_as(like)
+  except ValueError:   # a tree without the guard's state: an older run
+    return _guard(restore_as(_unguarded(like)), like)
+
+
+def state_from_bytes(like: imaml_jax.TrainState,
+                     data: bytes) -> imaml_jax.TrainState:
+  """A state stored with ``flax.serialization.to_bytes`` (``checkpoint.msgpack``),
+  in the structure of ``like``; older states are upgraded as in :func:`restore`."""
+  raw = flax.serialization.msgpack_restore(data)
+  if "inner_state" in raw["opt_state"]:
+    state = flax.serialization.from_state_dict(like, raw)
+  else:
+    state = _guard(flax.serialization.from_state_dict(_unguarded(like), raw),
+                   like)
+  return jax.tree.map(jnp.asarray, state)
 
 
 def train_curve(workdir: str) -> tuple[list[int], list[float], list[float]]:

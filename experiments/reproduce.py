@@ -39,7 +39,6 @@ from absl import flags
 from absl import logging
 import flax.serialization
 import jax
-import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -121,8 +120,7 @@ def _seed_workdir(folder: str, workdir: str, c) -> None:
   """Starts ``workdir`` from a stored ``checkpoint.msgpack`` (fresh machine)."""
   like = common.state_like(c, common.model_and_loss(c)[0])
   with open(os.path.join(folder, CHECKPOINT), "rb") as f:
-    state = flax.serialization.from_bytes(like, f.read())
-  state = jax.tree.map(jnp.asarray, state)
+    state = common.state_from_bytes(like, f.read())
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(os.path.join(folder, "metrics.jsonl"),
               os.path.join(workdir, "metrics.jsonl"))

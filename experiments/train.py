@@ -65,32 +65,123 @@ def cpu_layout(c):
   return c
 
 
-def train(c, workdir: str, resume: bool = False, progress: bool = True):
-  """Runs (or resumes) the meta-training a config describes; returns the state."""
-  config_base.check(c)
-  c = cpu_layout(c)
-  os.makedirs(workdir, exist_ok=True)
-  model, loss = common.model_and_loss(c)
-  learner = common.build_learner(c, loss)
-  optimizer = common.meta_optimizer(c)
-  train_images = common.load_images(c, "train")
-  val_images = common.load_images(c, "validation")
+class NonFiniteSteps(RuntimeError):
+  """Training stopped: too many meta-steps in a row were not finite."""
 
-  key = jax.random.key(c.seed)
-  init_key, train_key, val_key = jax.random.split(key, 3)
+
+class _Log:
+  """Where a run reports: ``metrics.jsonl``, TensorBoard, and the console."""
+
+  def __init__(self, workdir: str, progress: bool):
+    self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
+    self.show = (lambda line: tqdm.tqdm.write(line)) if progress else print
+
+  def write(self, kind: str, step: int, metrics: dict) -> None:
+    self._file.write(json.dumps({"kind": kind, "step": step, **metrics})
+                     + "\n")
+    self._file.flush()
+    for name, value in metrics.items():
+      if isinstance(value, float):
+        self._writer.add_scalar(f"{kind}/{name}", value, step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+    self._file.close()
+
+
+def _monitor(c, log: _Log):
+  """``on_log(step, metrics)``: stability flags, non-finite stop, the log line.
+
+  Prints a flag when it is raised and when it clears. Raises
+  :class:`NonFiniteSteps` once ``c.max_nonfinite_steps`` meta-steps in a row
+  were skipped as non-finite (the parameters are those of the last finite
+  step, and so is every checkpoint).
+  """
+  thresholds = imaml_jax.StabilityThresholds(
+      inner_grad_ratio=c.warn_inner_grad_ratio,
+      cg_relative_residual=c.warn_cg_relative_residual)
+  raised = {}   # flag -> step it was first raised, while it stays raised
+  shown = ("query_loss", "query_accuracy", "support_loss_after",
+           "inner_grad_norm", "cg_relative_residual", "meta_grad_norm",
+           "seconds_per_step", "tasks_per_s")
+
+  def on_log(i: int, m: dict) -> None:
+    m["tasks_per_s"] = c.meta_batch / m["seconds_per_step"]
+    flags_ = imaml_jax.stability_flags(m, thresholds)
+    m["stability_flags"] = float(len(flags_))
+    for name, message in flags_.items():
+      if name not in raised:
+        raised[name] = i
+        log.show(f"step {i:6d} WARNING {message}")
+    for name in [n for n in raised if n not in flags_]:
+      log.show(f"step {i:6d} cleared: {name} (raised at step "
+               f"{raised.pop(name)})")
+    log.write("train", i, {**m, "flags": sorted(flags_)} if flags_ else m)
+    log.show(f"step {i:6d} "
+             + " ".join(f"{k} {m[k]:.4g}" for k in shown if k in m))
+    in_a_row = m.get("nonfinite_in_a_row_max", 0.0)
+    if in_a_row >= c.max_nonfinite_steps:
+      raise NonFiniteSteps(
+          f"stopped at step {i}: {int(in_a_row)} meta-steps in a row had a "
+          f"non-finite meta-gradient or query loss (max_nonfinite_steps="
+          f"{c.max_nonfinite_steps}); they were skipped, so the parameters "
+          f"and checkpoints are those of the last finite step. Check the "
+          f"learning rates (inner_lr={c.inner_lr}, meta_lr={c.meta_lr}) and "
+          f"lam={c.lam}.")
+
+  return on_log
+
+
+def _initial_state(c, model, init_key, manager, workdir: str,
+                   resume: bool) -> imaml_jax.TrainState:
+  """A fresh state from ``c.init``, or with ``resume`` the last checkpoint."""
   # Parameter shapes need only an input's shape: init_key serves init alone.
   example = np.zeros((c.ways * c.shots,) + common.IMAGE_SHAPES[c.dataset],
                      np.float32)
-  theta = common.initial_params(c, model, init_key, example)
-  state = imaml_jax.init_train_state(theta, optimizer)
-  manager = common.checkpoint_manager(workdir,
-                                     c.keep_checkpoint_every)
+  state = imaml_jax.init_train_state(
+      common.initial_params(c, model, init_key, example),
+      common.meta_optimizer(c))
   if resume and manager.latest_step() is not None:
     state = common.restore(manager, state)
     print(f"resumed from step {int(state.step)} of {workdir}", flush=True)
   elif manager.latest_step() is not None:
     raise FileExistsError(f"{workdir} already holds checkpoints; pass --resume "
                           f"to continue or choose another --workdir.")
+  return state
+
+
+def _steps_and_budget(c, state, workdir: str) -> tuple[int, float | None]:
+  """The step to train to and the seconds left of the wall-clock budget.
+
+  A budget counts the meta-steps of earlier sessions of the run.
+  """
+  budget = c.max_train_minutes * 60 or None
+  if budget and int(state.step):
+    budget -= common.train_seconds(workdir) or 0.0
+    if budget <= 0:
+      print(f"the {c.max_train_minutes}-minute budget is spent", flush=True)
+      return int(state.step), budget
+  return c.meta_steps, budget
+
+
+def train(c, workdir: str, resume: bool = False, progress: bool = True):
+  """Runs (or resumes) the meta-training a config describes; returns the state.
+
+  Raises:
+    NonFiniteSteps: ``c.max_nonfinite_steps`` meta-steps in a row were not
+      finite (nothing non-finite reached the parameters or checkpoints).
+  """
+  config_base.check(c)
+  c = cpu_layout(c)
+  os.makedirs(workdir, exist_ok=True)
+  model, loss = common.model_and_loss(c)
+  train_images = common.load_images(c, "train")
+  val_images = common.load_images(c, "validation")
+  init_key, train_key, val_key = jax.random.split(jax.random.key(c.seed), 3)
+  manager = common.checkpoint_manager(workdir, c.keep_checkpoint_every)
+  state = _initial_state(c, model, init_key, manager, workdir, resume)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(c.to_json(indent=2))
 
@@ -103,51 +194,20 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
     return imaml_jax.sample_episodes(k, images, per_device, c.ways, c.shots,
                                      c.train_queries)
 
-  step = imaml_jax.make_sharded_meta_step(learner, optimizer, sample, mesh)
+  step = imaml_jax.make_sharded_meta_step(
+      common.build_learner(c, loss), common.meta_optimizer(c), sample, mesh)
   state = imaml_jax.replicate(state, mesh)
   train_images = imaml_jax.replicate(train_images, mesh)
   evaluate = common.make_evaluator(
       c, common.build_learner(c, loss, test=True).adapt, loss, c.test_queries)
-  log_file = open(os.path.join(workdir, "metrics.jsonl"), "a")
-  writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
-  show = (lambda line: tqdm.tqdm.write(line)) if progress else print
-
-  def write(kind: str, step_: int, metrics: dict):
-    log_file.write(json.dumps({"kind": kind, "step": step_, **metrics}) + "\n")
-    log_file.flush()
-    for name, value in metrics.items():
-      if isinstance(value, float):
-        writer.add_scalar(f"{kind}/{name}", value, step_)
-    writer.flush()
-
-  thresholds = imaml_jax.StabilityThresholds(
-      inner_grad_ratio=c.warn_inner_grad_ratio,
-      cg_relative_residual=c.warn_cg_relative_residual)
-  raised = {}   # flag -> step it was first raised, while it stays raised
-
-  def on_log(i, m):
-    m["tasks_per_s"] = c.meta_batch / m["seconds_per_step"]
-    flags = imaml_jax.stability_flags(m, thresholds)
-    m["stability_flags"] = float(len(flags))
-    for name, message in flags.items():
-      if name not in raised:
-        raised[name] = i
-        show(f"step {i:6d} WARNING {message}")
-    for name in [n for n in raised if n not in flags]:
-      show(f"step {i:6d} cleared: {name} (raised at step {raised.pop(name)})")
-    write("train", i, {**m, "flags": sorted(flags)} if flags else m)
-    shown = ("query_loss", "query_accuracy", "support_loss_after",
-             "inner_grad_norm", "cg_relative_residual", "meta_grad_norm",
-             "seconds_per_step", "tasks_per_s")
-    show(f"step {i:6d} "
-         + " ".join(f"{k} {m[k]:.4g}" for k in shown if k in m))
+  log = _Log(workdir, progress)
 
   def validate(s):
-    acc = evaluate(s.params, val_images, val_key, c.val_episodes)
-    mean, ci = imaml_jax.mean_ci95(acc)
-    write("validation", int(s.step), {"accuracy": mean, "ci95": ci})
-    show(f"step {int(s.step):6d} validation accuracy {100 * mean:.2f} ± "
-        f"{100 * ci:.2f}% ({c.val_episodes} episodes)")
+    mean, ci = imaml_jax.mean_ci95(
+        evaluate(s.params, val_images, val_key, c.val_episodes))
+    log.write("validation", int(s.step), {"accuracy": mean, "ci95": ci})
+    log.show(f"step {int(s.step):6d} validation accuracy {100 * mean:.2f} ± "
+             f"{100 * ci:.2f}% ({c.val_episodes} episodes)")
 
   def save(s):
     manager.save(int(s.step), args=ocp.args.StandardSave(s))
@@ -156,25 +216,17 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}"
         + (f" x {devices} devices ({per_device} tasks each)" if devices > 1
            else "") + f", workdir {workdir}", flush=True)
-  # A wall-clock budget counts the meta-steps of earlier sessions of the run.
-  budget = c.max_train_minutes * 60 or None
-  steps = c.meta_steps
-  if budget and int(state.step):
-    budget -= common.train_seconds(workdir) or 0.0
-    if budget <= 0:
-      print(f"the {c.max_train_minutes}-minute budget is spent", flush=True)
-      steps = int(state.step)
+  steps, budget = _steps_and_budget(c, state, workdir)
   try:
     state, _ = imaml_jax.run(
         step, state, train_key, steps, log_every=c.log_every,
-        on_log=on_log, data=train_images, progress=progress,
+        on_log=_monitor(c, log), data=train_images, progress=progress,
         hooks=[imaml_jax.Hook(c.eval_every, validate),
                imaml_jax.Hook(c.checkpoint_every, save)],
         max_seconds=budget)
   finally:
     manager.wait_until_finished()
-    writer.close()
-    log_file.close()
+    log.close()
   return state
 
 
@@ -189,7 +241,11 @@ def main(argv):
     sys.exit(2)
   split_cpu(f.config.cpu_devices)
   workdir = f.workdir or os.path.join("runs", f.config.name)
-  train(f.config, workdir, resume=f.resume, progress=f.progress)
+  try:
+    train(f.config, workdir, resume=f.resume, progress=f.progress)
+  except NonFiniteSteps as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":   # flags are defined here so train() imports cleanly

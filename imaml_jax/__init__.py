@@ -22,6 +22,7 @@ from imaml_jax.implicit import ImplicitInfo
 from imaml_jax.learners import finetune
 from imaml_jax.learners import fomaml
 from imaml_jax.learners import imaml
+from imaml_jax.learners import Learner
 from imaml_jax.learners import maml
 from imaml_jax.learners import reptile
 from imaml_jax.losses import cross_entropy_loss
@@ -41,6 +42,7 @@ from imaml_jax.solvers import CGInfo
 from imaml_jax.solvers import gradient_descent
 from imaml_jax.solvers import newton_cg
 from imaml_jax.solvers import pull_back_gradient_descent
+from imaml_jax.solvers import solve_cg
 from imaml_jax.solvers import SolverInfo
 from imaml_jax.solvers import truncated_cg
 from imaml_jax.stability import drawdown

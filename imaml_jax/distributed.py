@@ -210,7 +210,7 @@ def make_sharded_meta_step(
   def step(state: train_lib.TrainState, key: jax.Array, data: Any = None):
     key = jax.random.fold_in(key, state.step)
     direction, metrics = sharded(state.params, key, data)
-    return train_lib.apply_direction(optimizer, state, direction), metrics
+    return train_lib.meta_update(optimizer, state, direction, metrics)
 
   jitted = jax.jit(step)
   if any(d.platform != "cpu" for d in mesh.devices.flat):

@@ -12,6 +12,14 @@ so the meta-gradient of any outer loss with gradient g at phi* is
 found by conjugate gradient on Hessian-vector products: memory does not grow
 with the number of inner steps. :func:`implicit_adapt` packages this as
 ``adapt(theta, batch) -> phi`` with a ``jax.custom_vjp``.
+
+Both ingredients of the backward solve are values: the linear system
+``system(objective, phi) -> matvec`` (:func:`exact_system`, the paper's;
+:func:`damped_system`; :func:`gauss_newton_system`; or your own), built from
+the curvature products the task objective owns
+(:class:`imaml_jax.TaskObjective`), and the linear solve
+``solve(matvec, b, steps, tol) -> (x, info)`` (:func:`imaml_jax.solve_cg`,
+:func:`imaml_jax.truncated_cg`, or your own).
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ import jax.flatten_util
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
-from imaml_jax import losses
 from imaml_jax import proximal
 from imaml_jax import solvers as solvers_lib
 from imaml_jax import tasks as tasks_lib
@@ -33,8 +40,11 @@ from imaml_jax import tasks as tasks_lib
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 MatVec = Callable[[PyTree], PyTree]
-# system(loss_fn, params, batch, lam) -> v -> A v
-LinearSystem = Callable[[LossFn, PyTree, PyTree, float], MatVec]
+# system(objective, phi) -> (v -> A v), A the implicit system's matrix at phi
+LinearSystem = Callable[[proximal.TaskObjective, PyTree], MatVec]
+# solve(matvec, b, steps, tol) -> (x, CGInfo)
+LinearSolve = Callable[[MatVec, PyTree, int, float],
+                       tuple[PyTree, solvers_lib.CGInfo]]
 
 
 def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
@@ -42,8 +52,9 @@ def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
 
   Forward-over-reverse: the JVP of the gradient, about the cost of two
   gradient evaluations and no Hessian in memory. For many products at one
-  ``params``, linearize the gradient once (``jax.linearize``), as the
-  systems below do for their CG steps.
+  ``params``, linearize the gradient once
+  (:meth:`imaml_jax.TaskObjective.hessian`), as the systems below do for
+  their CG steps.
 
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar``.
@@ -66,37 +77,34 @@ def hvp(loss_fn: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
   return jax.jvp(grad, (params,), (v,))[1]
 
 
-def _hessian_operator(loss_fn: LossFn, params: PyTree, batch: PyTree
-                      ) -> MatVec:
-  """``v -> H v`` at ``params``, as :func:`hvp` computes it, but linearized
-  once: the CG steps that apply it share one forward and backward pass."""
-  grad = lambda p: jax.grad(loss_fn)(p, batch)
-  return jax.linearize(grad, params)[1]
-
-
 def exact_system() -> LinearSystem:
   r"""The paper's system :math:`(I + H/\lambda)\, v = g` (Lemma 1).
 
   Exact at an exact inner minimum; :math:`I + H/\lambda` is indefinite where
   the loss has curvature below :math:`-\lambda`, and CG may then diverge.
 
+  It is the Hessian of the proximal objective :math:`G` over :math:`\lambda`,
+  :math:`(H + \lambda I)/\lambda`, from :meth:`TaskObjective.hessian
+  <imaml_jax.TaskObjective.hessian>` (the gradient linearized once at
+  ``phi``).
+
   Returns:
-    ``system(loss_fn, params, batch, lam) -> matvec``, ``matvec(v) = v + H v
-    / lam`` with the gradient linearized once at ``params``.
+    ``system(objective, phi) -> matvec``, ``matvec(v) = v + H v / lam``.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import imaml_jax
     >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)   # H = diag(b)
-    >>> matvec = imaml_jax.exact_system()(loss, jnp.ones(2),
-    ...                                   jnp.array([2.0, 4.0]), 2.0)
+    >>> objective = imaml_jax.TaskObjective(loss, 2.0, jnp.ones(2),
+    ...                                     jnp.array([2.0, 4.0]))
+    >>> matvec = imaml_jax.exact_system()(objective, jnp.ones(2))
     >>> matvec(jnp.ones(2)).tolist()   # 1 + b / lam
     [2.0, 3.0]
   """
 
-  def system(loss_fn, params, batch, lam):
-    hessian = _hessian_operator(loss_fn, params, batch)
-    return lambda v: otu.tree_add_scale(v, 1.0 / lam, hessian(v))
+  def system(objective, phi):
+    hessian = objective.hessian(phi)
+    return lambda v: otu.tree_scale(1.0 / objective.lam, hessian(v))
 
   return system
 
@@ -117,14 +125,15 @@ def damped_system(regularization: float = 1.0,
     lam_damping: :math:`\mu`, added to lam in the Hessian's scale.
 
   Returns:
-    ``system(loss_fn, params, batch, lam) -> matvec``.
+    ``system(objective, phi) -> matvec``.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import imaml_jax
     >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)   # H = diag(b)
-    >>> matvec = imaml_jax.damped_system()(loss, jnp.ones(2),
-    ...                                    jnp.array([12.0, 24.0]), 2.0)
+    >>> objective = imaml_jax.TaskObjective(loss, 2.0, jnp.ones(2),
+    ...                                     jnp.array([12.0, 24.0]))
+    >>> matvec = imaml_jax.damped_system()(objective, jnp.ones(2))
     >>> matvec(jnp.ones(2)).tolist()   # 2 + b / (2 + 10)
     [3.0, 4.0]
   """
@@ -132,11 +141,13 @@ def damped_system(regularization: float = 1.0,
     raise ValueError(f"regularization and lam_damping must be >= 0, got "
                      f"{regularization!r} and {lam_damping!r}.")
 
-  def system(loss_fn, params, batch, lam):
-    hessian = _hessian_operator(loss_fn, params, batch)
+  def system(objective, phi):
+    lam = objective.lam
+    hessian = objective.hessian(phi)   # H + lam I
+    # (1 + c) v + H v / (lam + mu), H v = (H + lam I) v - lam v
     return lambda v: otu.tree_add_scale(
-        otu.tree_scale(1.0 + regularization, v), 1.0 / (lam + lam_damping),
-        hessian(v))
+        otu.tree_scale(1.0 + regularization - lam / (lam + lam_damping), v),
+        1.0 / (lam + lam_damping), hessian(v))
 
   return system
 
@@ -158,25 +169,27 @@ def gauss_newton_system(
     output_loss_fn: ``output_loss_fn(outputs, batch) -> scalar``, convex in
       ``outputs``. Defaults to ``loss_fn.output_loss``.
 
+  It is the Gauss-Newton matrix of :math:`G` over :math:`\lambda`, from
+  :meth:`TaskObjective.gauss_newton <imaml_jax.TaskObjective.gauss_newton>`.
+
   Returns:
-    ``system(loss_fn, params, batch, lam) -> matvec``.
+    ``system(objective, phi) -> matvec``.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import imaml_jax
     >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)   # J = x, H_o = 2 I / n
     >>> x = jnp.array([[1.0, 0.0], [0.0, 2.0]])   # 2 examples, 1 output
-    >>> matvec = imaml_jax.gauss_newton_system()(
-    ...     loss, jnp.zeros((2, 1)), imaml_jax.Batch(x, jnp.zeros((2, 1))), 1.0)
+    >>> objective = imaml_jax.TaskObjective(
+    ...     loss, 1.0, jnp.zeros((2, 1)), imaml_jax.Batch(x, jnp.zeros((2, 1))))
+    >>> matvec = imaml_jax.gauss_newton_system()(objective, jnp.zeros((2, 1)))
     >>> matvec(jnp.ones((2, 1))).ravel().tolist()   # v + x^T x v
     [2.0, 5.0]
   """
 
-  def system(loss_fn, params, batch, lam):
-    predict, output_loss = losses.split_loss(loss_fn, predict_fn,
-                                             output_loss_fn)
-    ggn = losses.gauss_newton_product(predict, output_loss, params, batch)
-    return lambda v: otu.tree_add_scale(v, 1.0 / lam, ggn(v))
+  def system(objective, phi):
+    ggn = objective.gauss_newton(phi, predict_fn, output_loss_fn)
+    return lambda v: otu.tree_scale(1.0 / objective.lam, ggn(v))
 
   return system
 
@@ -191,22 +204,23 @@ def resolve_system(system: Union[str, LinearSystem]) -> LinearSystem:
     return system
   if system not in _SYSTEMS:
     raise ValueError(f"system must be one of {sorted(_SYSTEMS)} or a callable "
-                     f"(loss_fn, params, batch, lam) -> matvec; got {system!r}.")
+                     f"(objective, phi) -> matvec; got {system!r}.")
   return _SYSTEMS[system]()
 
 
 class ImplicitInfo(NamedTuple):
   """Diagnostics of the implicit linear solve ``A v = g``.
 
-  ``curvature`` is the smallest :math:`p^\top A p / p^\top p` over CG's search
-  directions with ``cg_method="truncated"``; with ``"jax"`` (whose CG hides its
-  directions) it is the Rayleigh quotient :math:`v^\top A v / v^\top v` of the
-  solution, from the product ``A v`` the residual needs anyway. At or below 0,
-  ``A`` is indefinite along the solve and CG's answer is not a solution of a
-  positive definite system: ``negative_curvature`` is then True.
-  ``iterations`` counts the CG steps that updated ``v`` with ``"truncated"``
-  (fewer than ``cg_steps`` when it stopped early); jax's CG does not report
-  its count, so with ``"jax"`` it is ``cg_steps``, the most it runs.
+  From the linear solve's :class:`imaml_jax.CGInfo`: ``curvature`` is the
+  smallest :math:`p^\top A p / p^\top p` over CG's search directions with
+  :func:`imaml_jax.truncated_cg`; with :func:`imaml_jax.solve_cg` (whose CG
+  hides its directions) it is the Rayleigh quotient :math:`v^\top A v /
+  v^\top v` of the solution. At or below 0, ``A`` is indefinite along the
+  solve and CG's answer is not a solution of a positive definite system:
+  ``negative_curvature`` is then True. ``iterations`` counts the CG steps
+  that updated ``v`` with :func:`imaml_jax.truncated_cg` (fewer than
+  ``cg_steps`` when it stopped early); jax's CG does not report its count, so
+  with :func:`imaml_jax.solve_cg` it is ``cg_steps``, the most it runs.
   """
   residual: jax.Array       # ||g - A v||
   rhs_norm: jax.Array       # ||g||, to read the residual relative to it
@@ -217,9 +231,6 @@ class ImplicitInfo(NamedTuple):
   @property
   def relative_residual(self) -> jax.Array:
     return self.residual / jnp.maximum(self.rhs_norm, 1e-30)
-
-
-_CG_METHODS = ("jax", "truncated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +247,7 @@ class ImplicitAdapt:
   cg_steps: int = 5
   system: Union[str, LinearSystem] = "exact"
   cg_tol: float = 0.0
-  cg_method: str = "jax"
+  linear_solve: LinearSolve = solvers_lib.solve_cg
 
   def __post_init__(self):
     proximal.check_lam(self.lam)
@@ -253,9 +264,10 @@ class ImplicitAdapt:
                       f"{self.solver!r}.")
     if self.cg_tol < 0:
       raise ValueError(f"cg_tol must be >= 0, got {self.cg_tol!r}.")
-    if self.cg_method not in _CG_METHODS:
-      raise ValueError(f"cg_method must be one of {_CG_METHODS}, got "
-                       f"{self.cg_method!r}.")
+    if not callable(self.linear_solve):
+      raise TypeError(f"linear_solve must be callable (matvec, b, steps, tol) "
+                      f"-> (x, CGInfo), e.g. imaml_jax.solve_cg; got "
+                      f"{self.linear_solve!r}.")
     resolve_system(self.system)
 
   def __call__(self, theta: PyTree, batch: PyTree) -> PyTree:
@@ -274,31 +286,25 @@ class ImplicitAdapt:
 
   def implicit_gradient(self, phi: PyTree, batch: PyTree, g: PyTree
                         ) -> tuple[PyTree, ImplicitInfo]:
-    """Solves ``A v = g`` by CG, ``A`` the chosen system at ``phi``; returns v."""
-    matvec = resolve_system(self.system)(self.loss_fn, phi, batch, self.lam)
-    # CG runs on the flattened vector: jax's cg (0.10) fails under vmap when
-    # the leaves of g carry different batch axes (conv-kernel gradients do).
+    """Solves ``A v = g`` (the linear solve on the system at ``phi``); returns v.
+
+    ``A`` is the system's matrix built from the curvature of the task
+    objective at ``phi`` (which does not depend on theta).
+    """
+    objective = proximal.TaskObjective(self.loss_fn, self.lam, phi, batch)
+    matvec = resolve_system(self.system)(objective, phi)
+    # The solve runs on the flattened vector: jax's cg (0.10) fails under
+    # vmap when the leaves of g carry different batch axes (conv-kernel
+    # gradients do).
     flat_g, unravel = jax.flatten_util.ravel_pytree(g)
     flat_matvec = lambda z: jax.flatten_util.ravel_pytree(matvec(unravel(z)))[0]
-    if self.cg_method == "jax":
-      flat_v, _ = jax.scipy.sparse.linalg.cg(
-          flat_matvec, flat_g, tol=0.0, atol=self.cg_tol, maxiter=self.cg_steps)
-    else:
-      flat_v, cg_info = solvers_lib.truncated_cg(
-          flat_matvec, flat_g, self.cg_steps, tol=self.cg_tol)
-    flat_av = flat_matvec(flat_v)
-    if self.cg_method == "jax":
-      vv = jnp.vdot(flat_v, flat_v)
-      curvature = jnp.vdot(flat_v, flat_av) / jnp.where(vv > 0, vv, 1.0)
-      negative = curvature <= 0
-      iterations = jnp.asarray(self.cg_steps, jnp.int32)
-    else:
-      curvature, negative = cg_info.min_curvature, cg_info.negative_curvature
-      iterations = cg_info.iterations
-    info = ImplicitInfo(residual=jnp.linalg.norm(flat_g - flat_av),
+    flat_v, cg = self.linear_solve(flat_matvec, flat_g, self.cg_steps,
+                                   self.cg_tol)
+    info = ImplicitInfo(residual=cg.residual,
                         rhs_norm=jnp.linalg.norm(flat_g),
-                        curvature=curvature, negative_curvature=negative,
-                        iterations=iterations)
+                        curvature=cg.min_curvature,
+                        negative_curvature=cg.negative_curvature,
+                        iterations=cg.iterations)
     return unravel(flat_v), info
 
 
@@ -332,7 +338,8 @@ def implicit_adapt(loss_fn: LossFn,
                    cg_steps: int = 5,
                    system: Union[str, LinearSystem] = "exact",
                    cg_tol: float = 0.0,
-                   cg_method: str = "jax") -> ImplicitAdapt:
+                   linear_solve: LinearSolve = solvers_lib.solve_cg
+                   ) -> ImplicitAdapt:
   r"""Task adaptation whose gradient is the implicit meta-gradient of iMAML.
 
   Forward: :math:`\phi = \mathrm{solver}(G(\cdot, \theta; D))` from
@@ -342,8 +349,9 @@ def implicit_adapt(loss_fn: LossFn,
   .. math:: \bar\theta = (I + H/\lambda)^{-1} g, \qquad
             H = \nabla^2_\phi L(\phi; D),
 
-  solved with ``cg_steps`` iterations of ``jax.scipy.sparse.linalg.cg`` on
-  Hessian-vector products (or the ``damped`` / ``gauss_newton`` variants).
+  solved with ``cg_steps`` iterations of ``linear_solve`` (by default
+  ``jax.scipy.sparse.linalg.cg``) on Hessian-vector products (or the
+  ``damped`` / ``gauss_newton`` variants).
   Memory is independent of the solver's number of steps. The cotangent of the
   data ``batch`` is the implicit one too,
   :math:`-(\partial_D \nabla_\phi L)^\top v / \lambda`.
@@ -358,10 +366,11 @@ def implicit_adapt(loss_fn: LossFn,
       ``"gauss_newton"`` (positive definite), or a callable, see
       :func:`exact_system`, :func:`damped_system`, :func:`gauss_newton_system`.
     cg_tol: absolute residual at which CG may stop before ``cg_steps``.
-    cg_method: ``"jax"`` (``jax.scipy.sparse.linalg.cg``, the paper's plain
-      CG) or ``"truncated"`` (:func:`imaml_jax.truncated_cg`: stops at the
-      first direction of non-positive curvature, as truncated Newton methods
-      do, so an indefinite system cannot blow the meta-gradient up).
+    linear_solve: ``solve(matvec, b, steps, tol) -> (x, CGInfo)``:
+      :func:`imaml_jax.solve_cg` (``jax.scipy.sparse.linalg.cg``, the paper's
+      plain CG), :func:`imaml_jax.truncated_cg` (stops at the first direction
+      of non-positive curvature, as truncated Newton methods do, so an
+      indefinite system cannot blow the meta-gradient up), or your own.
 
   Returns:
     An :class:`ImplicitAdapt`: ``adapt(theta, batch) -> phi``.
@@ -381,4 +390,4 @@ def implicit_adapt(loss_fn: LossFn,
     Gradients", NeurIPS 2019, Lemma 1 and Algorithm 2.
   """
   return ImplicitAdapt(loss_fn, solver, lam, cg_steps, system, cg_tol,
-                       cg_method)
+                       linear_solve)

@@ -1,6 +1,7 @@
-"""Meta-learners behind one signature: iMAML, MAML, first-order MAML, Reptile.
+"""Meta-learners behind one type: iMAML, MAML, first-order MAML, Reptile.
 
-Every learner maps ``(theta, tasks, key) -> (direction, metrics)``:
+Every learner is a :class:`Learner`: its ``meta_gradient`` (also what calling
+the learner does) maps ``(theta, tasks, key) -> (direction, metrics)``:
 
 * ``tasks`` is a :class:`imaml_jax.Task` whose leaves have a leading task axis;
   the per-task work is ``vmap``-ped (no Python loop over tasks);
@@ -9,7 +10,10 @@ Every learner maps ``(theta, tasks, key) -> (direction, metrics)``:
   optax optimizer: ``updates, opt_state = opt.update(direction, opt_state)``;
 * ``metrics`` is a dict of scalars averaged over the tasks;
 * ``key`` is a PRNG key for stochastic learners; the learners built here are
-  deterministic functions of the tasks and accept it for a uniform signature.
+  deterministic functions of the tasks and accept it for a uniform signature;
+
+and its ``adapt(theta, support) -> phi`` is the task adaptation it trains
+for, to evaluate with.
 
 The meta-gradient of each method for one task with support D_tr, query D_test:
 
@@ -23,6 +27,8 @@ The meta-gradient of each method for one task with support D_tr, query D_test:
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from typing import Any, Callable, Optional, Union
 
@@ -38,8 +44,42 @@ from imaml_jax import tasks as tasks_lib
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 Metrics = dict[str, jax.Array]
-Learner = Callable[[PyTree, tasks_lib.Task, Optional[jax.Array]],
-                   tuple[PyTree, Metrics]]
+MetaGradient = Callable[[PyTree, tasks_lib.Task, Optional[jax.Array]],
+                        tuple[PyTree, Metrics]]
+Adapt = Callable[[PyTree, PyTree], PyTree]
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+  """A meta-learner: its meta-gradient and the task adaptation it trains for.
+
+  Calling the learner is calling ``meta_gradient``, so
+  ``learner(theta, tasks, key) -> (direction, metrics)`` as everywhere in
+  imaml-jax (:func:`imaml_jax.make_meta_step`, the sharded step), and
+  ``jax.jit(learner)`` works. A frozen dataclass (hashable, weakly
+  referenceable, as ``jit`` needs of a function), not a pytree.
+
+  Attributes:
+    meta_gradient: ``(theta, tasks, key) -> (direction, metrics)`` over a
+      batch of tasks (leading task axis).
+    adapt: ``(theta, support) -> phi`` for one task: the adaptation whose
+      query loss ``meta_gradient`` differentiates, used at test time.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = imaml_jax.mse_loss(lambda w, x: x @ w)   # L(w) = (w - 1)^2
+    >>> learner = imaml_jax.fomaml(loss, 1, 0.25)
+    >>> x = jnp.ones((3, 1))
+    >>> learner.adapt(jnp.zeros((1, 1)), imaml_jax.Batch(x, x)).tolist()
+    [[0.5]]
+  """
+  meta_gradient: MetaGradient
+  adapt: Adapt
+
+  def __call__(self, theta: PyTree, tasks: tasks_lib.Task,
+               key: Optional[jax.Array] = None) -> tuple[PyTree, Metrics]:
+    return self.meta_gradient(theta, tasks, key)
 
 
 def _task_metrics(loss_fn: LossFn, theta: PyTree, phi: PyTree,
@@ -116,8 +156,8 @@ def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
 
   Metrics are task means; a few diagnostics also get their worst case over
   the batch (``*_max`` / ``*_min``, see ``_WORST_CASE``), since one bad task
-  hides in a mean. The learner carries ``learner.adapt(theta, support) ->
-  phi``, the task adaptation it trains for, to evaluate with.
+  hides in a mean. ``adapt(theta, support) -> phi`` is the task adaptation
+  the learner trains for, to evaluate with.
 
   ``task_chunk``: ``None`` vmaps over the whole task batch; an integer runs
   ``jax.lax.map`` over chunks of that many vmapped tasks (same result; on a
@@ -128,8 +168,8 @@ def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
     raise ValueError(f"task_chunk must be None or an integer >= 1, got "
                      f"{task_chunk!r}.")
 
-  def learner(theta: PyTree, tasks: tasks_lib.Task,
-              key: Optional[jax.Array] = None) -> tuple[PyTree, Metrics]:
+  def meta_gradient(theta: PyTree, tasks: tasks_lib.Task,
+                    key: Optional[jax.Array] = None) -> tuple[PyTree, Metrics]:
     del key  # deterministic learners
     proximal.check_params(theta, "theta")
     tasks_lib.check_tasks(tasks, batched=True)
@@ -149,8 +189,7 @@ def _batched(per_task: Callable[[PyTree, tasks_lib.Task],
     metrics["meta_grad_norm"] = otu.tree_norm(direction)
     return direction, metrics
 
-  learner.adapt = adapt
-  return learner
+  return Learner(meta_gradient, adapt)
 
 
 def imaml(loss_fn: LossFn,
@@ -159,7 +198,7 @@ def imaml(loss_fn: LossFn,
           cg_steps: int = 5,
           system: Union[str, implicit_lib.LinearSystem] = "exact",
           cg_tol: float = 0.0,
-          cg_method: str = "jax",
+          linear_solve: implicit_lib.LinearSolve = solvers_lib.solve_cg,
           task_chunk: Optional[int] = None) -> Learner:
   r"""iMAML (Rajeswaran et al. 2019, Algorithm 2) with any inner solver.
 
@@ -175,13 +214,14 @@ def imaml(loss_fn: LossFn,
     loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
     solver: :func:`imaml_jax.gradient_descent` (iMAML-GD) or
       :func:`imaml_jax.newton_cg` (iMAML-HF).
-    lam, cg_steps, system, cg_tol, cg_method: as for
+    lam, cg_steps, system, cg_tol, linear_solve: as for
       :func:`imaml_jax.implicit_adapt`.
     task_chunk: ``None`` to ``vmap`` over all tasks at once, or how many
       tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
 
   Returns:
-    A learner ``(theta, tasks, key) -> (meta_gradient, metrics)``.
+    A :class:`Learner`: ``learner(theta, tasks, key) -> (meta_gradient,
+    metrics)``, ``learner.adapt`` the implicit adaptation.
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -200,7 +240,7 @@ def imaml(loss_fn: LossFn,
     Rajeswaran et al., "Meta-Learning with Implicit Gradients", NeurIPS 2019.
   """
   adapt = implicit_lib.implicit_adapt(loss_fn, solver, lam, cg_steps, system,
-                                      cg_tol, cg_method)
+                                      cg_tol, linear_solve)
 
   def per_task(theta, task):
     phi, info = adapt.solve(theta, task.support)
@@ -234,7 +274,8 @@ def maml(loss_fn: LossFn, steps: int, learning_rate: float,
       tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
 
   Returns:
-    A learner ``(theta, tasks, key) -> (direction, metrics)``.
+    A :class:`Learner`: ``learner(theta, tasks, key) -> (direction,
+    metrics)``, ``learner.adapt`` the unrolled adaptation (:func:`finetune`).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -279,7 +320,8 @@ def fomaml(loss_fn: LossFn, steps: int, learning_rate: float,
       tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
 
   Returns:
-    A learner ``(theta, tasks, key) -> (direction, metrics)``.
+    A :class:`Learner`: ``learner(theta, tasks, key) -> (direction,
+    metrics)``, ``learner.adapt`` the unrolled adaptation (:func:`finetune`).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -323,7 +365,8 @@ def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
       tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
 
   Returns:
-    A learner ``(theta, tasks, key) -> (direction, metrics)``.
+    A :class:`Learner`: ``learner(theta, tasks, key) -> (direction,
+    metrics)``, ``learner.adapt`` the unrolled adaptation (:func:`finetune`).
 
   Examples:
     >>> import jax, jax.numpy as jnp

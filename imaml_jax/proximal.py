@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax.tree_utils as otu
 
 from imaml_jax import losses
+from imaml_jax import solvers
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -113,11 +114,27 @@ def proximal_loss(loss_fn: LossFn, lam: float
 class TaskObjective:
   r"""The inner objective :math:`\phi \mapsto G(\phi, \theta; D)` of one task.
 
-  Callable as ``objective(phi) -> scalar``, which is all an inner solver needs;
-  it also gives curvature products of :math:`G` for second-order solvers
-  (``newton_cg(..., curvature="gauss_newton")``). :meth:`ImplicitAdapt.solve
-  <imaml_jax.ImplicitAdapt.solve>` hands one to the solver. A pytree
-  (``theta`` and ``batch`` are its leaves), so it passes through ``jit``.
+  Callable as ``objective(phi) -> scalar``, which is all an inner solver needs.
+  It owns the curvature products of :math:`G` (:meth:`hessian`,
+  :meth:`gauss_newton`) that second-order solvers
+  (``newton_cg(..., curvature="gauss_newton")``) and the implicit linear
+  systems (:func:`imaml_jax.exact_system` and the others) are built from.
+  :meth:`ImplicitAdapt.solve <imaml_jax.ImplicitAdapt.solve>` hands one to the
+  solver. A pytree (``theta`` and ``batch`` are its leaves), so it passes
+  through ``jit``.
+
+  The curvature of :math:`G` does not depend on :math:`\theta` (the proximal
+  term is quadratic with identity Hessian), so the products hold for any
+  ``theta``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> loss = lambda p, b: 0.5 * jnp.sum(b * p ** 2)    # H_L = diag(b)
+    >>> objective = imaml_jax.TaskObjective(loss, 2.0, jnp.zeros(2),
+    ...                                     jnp.array([1.0, 3.0]))
+    >>> objective.hessian(jnp.ones(2))(jnp.ones(2)).tolist()   # b + lam
+    [3.0, 5.0]
 
   Attributes:
     loss_fn: the task loss :math:`L`.
@@ -133,12 +150,26 @@ class TaskObjective:
   def __call__(self, phi: PyTree) -> jax.Array:
     return proximal_loss(self.loss_fn, self.lam)(phi, self.theta, self.batch)
 
-  def gauss_newton(self, phi: PyTree) -> Callable[[PyTree], PyTree]:
+  def hessian(self, phi: PyTree) -> Callable[[PyTree], PyTree]:
+    r"""``v -> (H + lam I) v``: the Hessian of G at phi, H that of L.
+
+    The gradient is linearized once
+    (:func:`imaml_jax.solvers.linearize_gradient`), so repeated products (CG
+    steps) share one forward and backward pass.
+    """
+    return solvers.linearize_gradient(self, phi)[2]
+
+  def gauss_newton(self, phi: PyTree,
+                   predict_fn: Callable[[PyTree, PyTree], jax.Array] | None = None,
+                   output_loss_fn: Callable[[jax.Array, PyTree], jax.Array]
+                   | None = None) -> Callable[[PyTree], PyTree]:
     r"""``v -> (J^T H_o J + lam I) v``: the Gauss-Newton matrix of G at phi.
 
-    Positive definite; needs a loss split as ``output_loss(predict(.))``
-    (see :func:`imaml_jax.gauss_newton_product`).
+    Positive definite; needs a loss split as ``output_loss(predict(.))``:
+    ``predict_fn`` and ``output_loss_fn`` default to ``loss_fn.predict`` and
+    ``loss_fn.output_loss`` (see :func:`imaml_jax.gauss_newton_product`).
     """
-    predict, output_loss = losses.split_loss(self.loss_fn)
+    predict, output_loss = losses.split_loss(self.loss_fn, predict_fn,
+                                             output_loss_fn)
     ggn = losses.gauss_newton_product(predict, output_loss, phi, self.batch)
     return lambda v: otu.tree_add_scale(ggn(v), self.lam, v)

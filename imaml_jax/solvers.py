@@ -13,6 +13,13 @@ they compile once, ``vmap`` over tasks and never branch on data in Python.
 * :func:`pull_back_gradient_descent` -- the inner loop of the authors' public
   iMAML code: gradient descent on the task loss L alone, then one step on the
   proximal term only.
+
+Linear solves ``solve(matvec, b, steps, tol) -> (x, CGInfo)``, passed as values
+to :func:`imaml_jax.implicit_adapt` (``linear_solve=``) in jaxopt's style:
+
+* :func:`solve_cg` -- ``jax.scipy.sparse.linalg.cg``, the paper's plain CG;
+* :func:`truncated_cg` -- CG that stops at non-positive curvature (also the
+  inner CG of Newton-CG).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import optax.tree_utils as otu
 
 PyTree = Any
 Objective = Callable[[PyTree], jax.Array]
+MatVec = Callable[[PyTree], PyTree]
 CURVATURES = ("hessian", "gauss_newton")
 
 
@@ -70,6 +78,34 @@ def _finish(fun: Objective, params: PyTree, steps: jax.Array,
   losses, grad_norms = history
   return params, SolverInfo(loss=loss, grad_norm=otu.tree_norm(grad),
                             steps=steps, losses=losses, grad_norms=grad_norms)
+
+
+def linearize_gradient(fun: Objective, params: PyTree
+                       ) -> tuple[jax.Array, PyTree, MatVec]:
+  r"""``(f, grad f, v -> H v)`` at ``params`` from one ``jax.linearize``.
+
+  The Hessian-vector products are the linearization of the gradient
+  (forward-over-reverse), so every product shares one forward and backward
+  pass: what Newton-CG's and the implicit solve's CG steps need.
+
+  Args:
+    fun: ``fun(params) -> scalar``.
+    params: where to linearize.
+
+  Returns:
+    ``(fun(params), grad fun(params), matvec)`` with
+    :math:`\mathrm{matvec}(v) = \nabla^2 f(params)\, v`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from imaml_jax import solvers
+    >>> f = lambda x: x[0] ** 2 * x[1]           # H = [[2 x1, 2 x0], [2 x0, 0]]
+    >>> value, grad, hvp = solvers.linearize_gradient(f, jnp.array([1.0, 3.0]))
+    >>> float(value), grad.tolist(), hvp(jnp.array([1.0, 0.0])).tolist()
+    (3.0, [6.0, 1.0], [6.0, 2.0])
+  """
+  (value, grad), tangents = jax.linearize(jax.value_and_grad(fun), params)
+  return value, grad, lambda v: tangents(v)[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,11 +173,60 @@ def gradient_descent(steps: int, learning_rate: float, tol: float = 0.0
 
 
 class CGInfo(NamedTuple):
-  """Diagnostics of :func:`truncated_cg`."""
-  residual: jax.Array        # ||b - A x|| at exit
-  min_curvature: jax.Array   # smallest p^T A p / p^T p met
-  negative_curvature: jax.Array  # True if CG met p^T A p <= 0
-  iterations: jax.Array      # iterations that updated x
+  r"""Diagnostics of a linear solve (:func:`truncated_cg`, :func:`solve_cg`).
+
+  Attributes:
+    residual: :math:`\|b - A x\|` at exit.
+    min_curvature: the smallest :math:`p^\top A p / p^\top p` met: over the
+      search directions (:func:`truncated_cg`), or the Rayleigh quotient of
+      the solution where the directions are hidden (:func:`solve_cg`).
+    negative_curvature: True if a curvature at or below 0 was met: ``A`` is
+      then indefinite along the solve.
+    iterations: iterations that updated ``x`` (:func:`solve_cg`: the most it
+      runs, jax's CG does not report its count).
+  """
+  residual: jax.Array
+  min_curvature: jax.Array
+  negative_curvature: jax.Array
+  iterations: jax.Array
+
+
+def solve_cg(matvec: MatVec, b: PyTree, steps: int, tol: float = 0.0
+             ) -> tuple[PyTree, CGInfo]:
+  r"""``jax.scipy.sparse.linalg.cg`` for :math:`A x = b`, with diagnostics.
+
+  Plain CG from :math:`x_0 = 0` for at most ``steps`` iterations, stopping
+  once the residual norm is at most ``tol`` (absolute): the paper's solve of
+  the implicit system. It has no safeguard against an indefinite ``A``; its
+  :class:`CGInfo` reports the residual and the Rayleigh quotient
+  :math:`x^	op A x / x^	op x` of the solution from one more product.
+
+  Args:
+    matvec: ``v -> A v`` on pytrees.
+    b: right-hand side pytree.
+    steps: maximum number of iterations (static).
+    tol: absolute residual norm at which to stop.
+
+  Returns:
+    ``(x, CGInfo)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> A = jnp.array([[4.0, 1.0], [1.0, 3.0]])   # positive definite: 2 steps
+    >>> x, info = imaml_jax.solve_cg(lambda v: A @ v, jnp.array([1.0, 2.0]), 2)
+    >>> [round(float(v), 4) for v in x], float(info.residual) < 1e-5
+    ([0.0909, 0.6364], True)
+  """
+  _check_positive_int("steps", steps)
+  x, _ = jax.scipy.sparse.linalg.cg(matvec, b, tol=0.0, atol=tol,
+                                    maxiter=steps)
+  ax = matvec(x)
+  xx = otu.tree_vdot(x, x)
+  rayleigh = otu.tree_vdot(x, ax) / jnp.where(xx > 0, xx, 1.0)
+  return x, CGInfo(residual=otu.tree_norm(otu.tree_sub(b, ax)),
+                   min_curvature=rayleigh, negative_curvature=rayleigh <= 0,
+                   iterations=jnp.asarray(steps, jnp.int32))
 
 
 def truncated_cg(matvec: Callable[[PyTree], PyTree], b: PyTree, steps: int,
@@ -250,18 +335,15 @@ class NewtonCG:
     """``params -> (f, grad f, v -> B v)``, B the Hessian or Gauss-Newton
     matrix of fun at params. With the Hessian, ``jax.linearize`` of the
     gradient runs the forward and backward pass once for all the CG steps."""
-    value_and_grad = jax.value_and_grad(fun)
     if self.curvature == "hessian":
-      def at(params):
-        (loss, g), tangents = jax.linearize(value_and_grad, params)
-        return loss, g, lambda v: tangents(v)[1]
-      return at
+      return lambda params: linearize_gradient(fun, params)
     if not callable(getattr(fun, "gauss_newton", None)):
       raise TypeError(
           "newton_cg(curvature='gauss_newton') needs an objective with a "
           "gauss_newton(params) -> matvec method, such as the "
           "imaml_jax.TaskObjective that implicit_adapt passes its solver; got "
           f"{fun!r}.")
+    value_and_grad = jax.value_and_grad(fun)
     return lambda params: (*value_and_grad(params), fun.gauss_newton(params))
 
   def __call__(self, fun: Objective, init: PyTree

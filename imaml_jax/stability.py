@@ -42,10 +42,11 @@ def stability_flags(metrics: Mapping[str, float],
                     ) -> dict[str, str]:
   """Named warnings for the metrics of a learner (or their interval average).
 
-  Reads ``inner_grad_ratio[_max]``, ``cg_relative_residual[_max]`` and
-  ``cg_negative_curvature`` where present (MAML-type learners have no CG
-  metrics) and returns ``{flag: message}`` for each threshold exceeded; an
-  empty dict means nothing to report.
+  Reads ``inner_grad_ratio[_max]``, ``cg_relative_residual[_max]``,
+  ``cg_negative_curvature`` and ``nonfinite`` (skipped meta-steps, any is
+  flagged) where present (MAML-type learners have no CG metrics) and returns
+  ``{flag: message}`` for each threshold exceeded; an empty dict means nothing
+  to report.
 
   Args:
     metrics: a learner's metrics (floats), e.g. a logged interval's.
@@ -71,12 +72,17 @@ def stability_flags(metrics: Mapping[str, float],
     flags["cg_unconverged"] = (
         f"implicit CG failed: worst relative residual {residual:.3g} "
         f"(threshold {thresholds.cg_relative_residual})")
+  skipped = metrics.get("nonfinite")
+  if skipped is not None and not skipped <= 0.0:
+    flags["nonfinite_steps"] = (
+        f"{100 * skipped:.3g}% of meta-steps skipped: non-finite "
+        f"meta-gradient or query loss (parameters left unchanged)")
   negative = metrics.get("cg_negative_curvature")
   if negative is not None and not negative <= thresholds.cg_negative_curvature:
     flags["cg_negative_curvature"] = (
         f"implicit system indefinite: CG met non-positive curvature in "
         f"{100 * negative:.3g}% of tasks; try system='gauss_newton' or "
-        f"cg_method='truncated'")
+        f"linear_solve=imaml_jax.truncated_cg (--config.cg_method=truncated)")
   return flags
 
 

@@ -3,6 +3,14 @@
 The whole step is one ``jax.jit`` function of ``(state, key)``: tasks are drawn
 on device from ``jax.random.fold_in(key, state.step)``, so a run is a pure
 function of its seed and restarting from a saved state replays the same tasks.
+
+A meta-step whose direction or query loss is not finite leaves the
+meta-parameters and the optimizer's moments untouched (``optax.apply_if_finite``
+wraps the meta-optimizer in :func:`init_train_state`): it is counted in the
+metrics ``nonfinite`` (1 for a skipped step) and ``nonfinite_in_a_row_max``
+(skipped steps in a row), so a caller can stop (``experiments/train.py`` does
+after ``max_nonfinite_steps``), and no state ever holds non-finite
+parameters that were finite before.
 """
 
 from __future__ import annotations
@@ -23,10 +31,45 @@ Metrics = dict[str, jax.Array]
 
 
 class TrainState(NamedTuple):
-  """Meta-parameters, optimizer state and the number of meta-steps taken."""
+  """Meta-parameters, optimizer state and the number of meta-steps taken.
+
+  ``opt_state`` is the state of the guarded optimizer (:func:`guarded`): an
+  ``optax.ApplyIfFiniteState`` around the meta-optimizer's own state.
+  """
   params: PyTree
   opt_state: optax.OptState
   step: jax.Array
+
+
+# apply_if_finite applies a non-finite update once this many have come in a
+# row; never here: callers stop on ``nonfinite_in_a_row_max`` instead.
+_NEVER_APPLY = int(jnp.iinfo(jnp.int32).max)
+
+
+def guarded(optimizer: optax.GradientTransformation
+            ) -> optax.GradientTransformation:
+  """``optimizer`` skipping non-finite updates (``optax.apply_if_finite``).
+
+  A skipped update leaves the parameters and the inner state as they were
+  and is counted in the state (``notfinite_count`` in a row,
+  ``total_notfinite``).
+
+  Args:
+    optimizer: the meta-optimizer.
+
+  Returns:
+    The guarded transformation whose state :class:`TrainState` holds.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import imaml_jax
+    >>> opt = imaml_jax.train.guarded(optax.sgd(1.0))
+    >>> state = opt.init(jnp.zeros(2))
+    >>> updates, state = opt.update(jnp.array([1.0, jnp.nan]), state)
+    >>> updates.tolist(), int(state.notfinite_count)
+    ([0.0, 0.0], 1)
+  """
+  return optax.apply_if_finite(optimizer, max_consecutive_errors=_NEVER_APPLY)
 
 
 def init_train_state(params: PyTree,
@@ -38,7 +81,7 @@ def init_train_state(params: PyTree,
     optimizer: the meta-optimizer (e.g. ``optax.adam(1e-3)``).
 
   Returns:
-    ``TrainState(params, optimizer.init(params), step=0)``.
+    ``TrainState(params, guarded(optimizer).init(params), step=0)``.
 
   Examples:
     >>> import jax.numpy as jnp, optax
@@ -47,7 +90,8 @@ def init_train_state(params: PyTree,
     >>> int(state.step), state.params.shape
     (0, (3,))
   """
-  return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+  return TrainState(params, guarded(optimizer).init(params),
+                    jnp.zeros((), jnp.int32))
 
 
 def make_meta_step(
@@ -93,18 +137,61 @@ def make_meta_step(
     task_key, learner_key = jax.random.split(key)
     tasks = sample_tasks(task_key, data)
     direction, metrics = learner(state.params, tasks, learner_key)
-    return apply_direction(optimizer, state, direction), metrics
+    return meta_update(optimizer, state, direction, metrics)
 
   return jax.jit(step)
 
 
 def apply_direction(optimizer: optax.GradientTransformation,
                     state: TrainState, direction: PyTree) -> TrainState:
-  """One optax update of the meta-parameters along ``direction``."""
-  updates, opt_state = optimizer.update(direction, state.opt_state,
-                                        state.params)
+  """One update of the meta-parameters along ``direction`` by the guarded
+  ``optimizer`` (skipped, but counted, if ``direction`` is not finite)."""
+  updates, opt_state = guarded(optimizer).update(direction, state.opt_state,
+                                                 state.params)
   return TrainState(optax.apply_updates(state.params, updates), opt_state,
                     state.step + 1)
+
+
+def meta_update(optimizer: optax.GradientTransformation, state: TrainState,
+                direction: PyTree, metrics: Metrics
+                ) -> tuple[TrainState, Metrics]:
+  """The end of a meta-step: the guarded update and its non-finite counters.
+
+  The step is skipped when ``direction`` or ``metrics["query_loss"]`` is not
+  finite. ``metrics`` gain ``nonfinite`` (1.0 for a skipped step; a mean over
+  an interval is the fraction skipped) and ``nonfinite_in_a_row_max``
+  (skipped steps in a row, ending at this one).
+
+  Args:
+    optimizer: the meta-optimizer (unguarded; the guard is added here).
+    state: the :class:`TrainState` before the step.
+    direction: the learner's direction, structured like ``state.params``.
+    metrics: the learner's metrics.
+
+  Returns:
+    ``(state, metrics)`` after the step.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import imaml_jax
+    >>> opt = optax.sgd(1.0)
+    >>> state = imaml_jax.init_train_state(jnp.zeros(2), opt)
+    >>> state, m = imaml_jax.train.meta_update(
+    ...     opt, state, jnp.ones(2), {"query_loss": jnp.array(jnp.nan)})
+    >>> state.params.tolist(), int(state.step), float(m["nonfinite"])
+    ([0.0, 0.0], 1, 1.0)
+  """
+  if "query_loss" in metrics:   # a non-finite loss poisons the direction
+    loss_ok = jnp.isfinite(metrics["query_loss"])
+    direction = jax.tree.map(lambda d: jnp.where(loss_ok, d, jnp.nan),
+                             direction)
+  state = apply_direction(optimizer, state, direction)
+  guard = state.opt_state
+  metrics = {**metrics,
+             "nonfinite": 1.0 - guard.last_finite.astype(jnp.float32),
+             "nonfinite_in_a_row_max": guard.notfinite_count.astype(
+                 jnp.float32)}
+  return state, metrics
 
 
 class Hook(NamedTuple):

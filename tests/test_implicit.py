@@ -7,6 +7,8 @@ from jax.flatten_util import ravel_pytree
 import imaml_jax
 from helpers import cosine, random_spd
 
+LINEAR_SOLVES = {"jax": imaml_jax.solve_cg, "truncated": imaml_jax.truncated_cg}
+
 # A multi-leaf parameter tree of 7 numbers.
 TEMPLATE = {"a": jnp.zeros(3), "b": {"c": jnp.zeros((2, 2))}}
 _, unravel = ravel_pytree(TEMPLATE)
@@ -66,6 +68,39 @@ def test_meta_gradient_matches_closed_form_under_jit_and_vmap(solver):
     rel = float(jnp.linalg.norm(got - expected) / jnp.linalg.norm(expected))
     assert rel < 1e-5, rel
   assert jax.tree.structure(grads) == jax.tree.structure(TEMPLATE)
+
+
+def test_a_users_linear_solve_is_the_one_used():
+  """A dense direct solve (any solve(matvec, b, steps, tol) -> (x, CGInfo))
+  plugged in gives the closed form with a single CG step's budget, where the
+  default CG with that budget does not."""
+  lam = 2.0
+  theta, support, query = make_tasks(jax.random.key(5), 1)
+  pick = lambda tree: jax.tree.map(lambda x: x[0], tree)
+  support, query = pick(support), pick(query)
+  calls = []
+
+  def dense_solve(matvec, b, steps, tol):
+    calls.append(steps)
+    A = jax.vmap(matvec)(jnp.eye(b.shape[0])).T
+    x = jnp.linalg.solve(A, b)
+    return x, imaml_jax.CGInfo(jnp.linalg.norm(b - A @ x),
+                               jnp.linalg.eigvalsh(A).min(),
+                               jnp.linalg.eigvalsh(A).min() <= 0,
+                               jnp.asarray(1, jnp.int32))
+
+  expected = closed_form_meta_grad(theta, support, query, lam)
+  solver = imaml_jax.newton_cg(steps=3, cg_steps=DIM)
+  rel = {}
+  for name, solve in [("dense", dense_solve), ("cg", imaml_jax.solve_cg)]:
+    adapt = imaml_jax.implicit_adapt(quad_loss, solver, lam, cg_steps=1,
+                                     linear_solve=solve)
+    got = ravel_pytree(jax.grad(lambda t: query_loss(adapt(t, support),
+                                                     query))(theta))[0]
+    rel[name] = float(jnp.linalg.norm(got - expected)
+                      / jnp.linalg.norm(expected))
+  assert calls == [1]
+  assert rel["dense"] < 1e-5 and rel["cg"] > 1e-3, rel
 
 
 def test_data_gradient_matches_closed_form():
@@ -153,8 +188,8 @@ def test_systems_match_their_dense_matrices():
       "damped": 2.0 * jnp.eye(n) + H / (lam + 10.0),
   }
   for name, matrix in cases.items():
-    matvec = imaml_jax.implicit.resolve_system(name)(mlp_loss, theta, support,
-                                                     lam)
+    objective = imaml_jax.TaskObjective(mlp_loss, lam, theta, support)
+    matvec = imaml_jax.implicit.resolve_system(name)(objective, theta)
     np.testing.assert_allclose(ravel_pytree(matvec(unr(v)))[0], matrix @ v,
                                rtol=1e-4, atol=1e-4, err_msg=name)
 
@@ -170,7 +205,8 @@ def test_gauss_newton_is_jt_ho_j_and_positive_definite_where_exact_is_not():
   Ho = jax.hessian(lambda o: loss.output_loss(o.reshape(4, 1), batch))(
       jnp.zeros(4))
   gn_dense = jnp.eye(2) + J.T @ Ho @ J / lam
-  matvec = imaml_jax.gauss_newton_system()(loss, params, batch, lam)
+  matvec = imaml_jax.gauss_newton_system()(
+      imaml_jax.TaskObjective(loss, lam, params, batch), params)
   basis = jnp.eye(2)
   gn = jnp.stack([matvec(basis[i]) for i in range(2)], axis=1)
   np.testing.assert_allclose(gn, gn_dense, rtol=1e-5, atol=1e-6)
@@ -179,8 +215,9 @@ def test_gauss_newton_is_jt_ho_j_and_positive_definite_where_exact_is_not():
 
 def test_gauss_newton_needs_a_split_loss():
   with pytest.raises(ValueError, match="predict_fn"):
-    imaml_jax.gauss_newton_system()(lambda p, b: jnp.sum(p), jnp.ones(2),
-                                    None, 1.0)
+    imaml_jax.gauss_newton_system()(
+        imaml_jax.TaskObjective(lambda p, b: jnp.sum(p), 1.0, jnp.ones(2),
+                                None), jnp.ones(2))
 
 
 def test_cg_residual_is_reported_and_shrinks_with_cg_steps():
@@ -225,7 +262,7 @@ def test_curvature_diagnostics_match_dense_matrix():
   eig = jnp.linalg.eigvalsh(A)
   assert float(eig.min()) > 0
   v_t, info_t = imaml_jax.implicit_adapt(
-      mlp_loss, solver, lam, cg_steps=3, cg_method="truncated"
+      mlp_loss, solver, lam, cg_steps=3, linear_solve=imaml_jax.truncated_cg
   ).implicit_gradient(theta, support, g)
   assert float(eig.min()) - 1e-5 <= float(info_t.curvature) <= float(
       eig.max()) + 1e-5
@@ -246,7 +283,8 @@ def test_negative_curvature_is_flagged_and_truncated_cg_bounds_the_gradient():
   for system, method in [("exact", "jax"), ("exact", "truncated"),
                          ("gauss_newton", "jax")]:
     adapt = imaml_jax.implicit_adapt(loss, solver, 1.0, cg_steps=2,
-                                     system=system, cg_method=method)
+                                     system=system,
+                                     linear_solve=LINEAR_SOLVES[method])
     infos[system, method] = adapt.implicit_gradient(params, batch, g)
   _, exact = infos["exact", "truncated"]
   assert bool(exact.negative_curvature) and float(exact.curvature) <= 0
@@ -261,7 +299,6 @@ def test_negative_curvature_is_flagged_and_truncated_cg_bounds_the_gradient():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(lam=1.0, cg_method="minres"), "cg_method"),
     (dict(lam=0.0), "lam"),
     (dict(lam=-2.0), "lam"),
     (dict(lam=1.0, cg_steps=0), "cg_steps"),
@@ -272,6 +309,12 @@ def test_bad_arguments_raise(kwargs, match):
   with pytest.raises(ValueError, match=match):
     imaml_jax.implicit_adapt(quad_loss, imaml_jax.gradient_descent(1, 0.1),
                              **kwargs)
+
+
+def test_a_linear_solve_that_is_not_a_function_is_refused():
+  with pytest.raises(TypeError, match="linear_solve must be callable"):
+    imaml_jax.implicit_adapt(quad_loss, imaml_jax.gradient_descent(1, 0.1),
+                             1.0, linear_solve="truncated")
 
 
 def test_bad_inputs_raise_clear_errors():

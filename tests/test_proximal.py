@@ -63,3 +63,19 @@ def test_task_objective_is_G_and_its_gauss_newton_matrix_is_dense_jt_ho_j():
   got = jnp.stack([matvec(e.reshape(3, 2)).ravel() for e in jnp.eye(6)], 1)
   np.testing.assert_allclose(got, dense, rtol=1e-5, atol=1e-6)
   assert float(jnp.linalg.eigvalsh(got).min()) >= lam - 1e-6
+
+
+def test_task_objective_hessian_is_the_dense_hessian_of_G_for_any_theta():
+  apply = lambda p, x: jnp.tanh(x @ p)
+  loss = imaml_jax.cross_entropy_loss(apply)
+  kx, ky, kt, kp = jax.random.split(jax.random.key(3), 4)
+  batch = imaml_jax.Batch(x=jax.random.normal(kx, (5, 3)),
+                          y=jax.random.randint(ky, (5,), 0, 2))
+  phi, lam = jax.random.normal(kp, (3, 2)), 0.3
+  G = lambda z, th: imaml_jax.proximal_loss(loss, lam)(z.reshape(3, 2), th,
+                                                         batch)
+  for theta in (jnp.zeros((3, 2)), jax.random.normal(kt, (3, 2))):
+    dense = jax.hessian(G)(phi.ravel(), theta)
+    matvec = imaml_jax.TaskObjective(loss, lam, theta, batch).hessian(phi)
+    got = jnp.stack([matvec(e.reshape(3, 2)).ravel() for e in jnp.eye(6)], 1)
+    np.testing.assert_allclose(got, dense, rtol=1e-5, atol=1e-6)

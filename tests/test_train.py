@@ -101,3 +101,55 @@ def test_a_one_step_spike_reaches_the_logged_worst_case_and_raises_its_flag():
   assert logged["cg_curvature_min"] == -1.0
   assert logged["query_loss"] == pytest.approx(3.0)
   assert "inner_unconverged" in imaml_jax.stability_flags(logged)
+
+
+def test_a_non_finite_step_leaves_parameters_and_moments_and_is_counted():
+  """Tasks poisoned with NaN on chosen steps: those steps change nothing but
+  the step count; the counters say how many in a row; training recovers."""
+  model = imaml_jax.MLP((8,))
+  loss = imaml_jax.mse_loss(imaml_jax.apply_fn(model))
+  opt = optax.adam(1e-2)
+
+  def sample(key, poison):
+    tasks = imaml_jax.sample_sinusoid_tasks(key, 4, 5, 5)
+    return jax.tree.map(lambda x: x * jnp.where(poison, jnp.nan, 1.0), tasks)
+
+  step = imaml_jax.make_meta_step(imaml_jax.fomaml(loss, 1, 0.01), opt, sample)
+  theta = imaml_jax.init_params(model, jax.random.key(0), jnp.zeros((1, 1)))
+  state = imaml_jax.init_train_state(theta, opt)
+  key = jax.random.key(1)
+  state, m = step(state, key, jnp.array(False))
+  assert float(m["nonfinite"]) == 0.0
+  good = state
+  for in_a_row in (1, 2, 3):
+    state, m = step(state, key, jnp.array(True))
+    assert not np.isfinite(float(m["query_loss"]))
+    assert float(m["nonfinite"]) == 1.0
+    assert float(m["nonfinite_in_a_row_max"]) == in_a_row
+    chex.assert_trees_all_equal(state.params, good.params)
+    chex.assert_trees_all_equal(state.opt_state.inner_state,
+                                good.opt_state.inner_state)
+  assert int(state.step) == 4 and int(state.opt_state.total_notfinite) == 3
+  state, m = step(state, key, jnp.array(False))
+  assert float(m["nonfinite"]) == 0.0 and float(
+      m["nonfinite_in_a_row_max"]) == 0.0
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+  assert not jnp.allclose(jax.tree.leaves(state.params)[0],
+                          jax.tree.leaves(good.params)[0])
+
+
+def test_the_logged_interval_keeps_the_longest_non_finite_run():
+  opt = optax.sgd(0.1)
+
+  def step(state, key, data):   # steps 3-5 are non-finite, then finite again
+    bad = (state.step >= 2) & (state.step < 5)
+    direction = jnp.where(bad, jnp.nan, 1.0) * jnp.ones(2)
+    return imaml_jax.train.meta_update(opt, state, direction,
+                                       {"query_loss": jnp.array(1.0)})
+
+  state = imaml_jax.init_train_state(jnp.zeros(2), opt)
+  state, history = imaml_jax.run(step, state, jax.random.key(0), 8,
+                                 log_every=8, progress=False)
+  assert history[0]["nonfinite_in_a_row_max"] == 3.0
+  assert history[0]["nonfinite"] == 3 / 8
+  np.testing.assert_allclose(state.params, [-0.5, -0.5])   # 5 finite steps

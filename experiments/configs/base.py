@@ -61,6 +61,9 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   # they appear and logged with every interval.
   c.warn_inner_grad_ratio = 0.5
   c.warn_cg_relative_residual = 1.0
+  # A meta-step with a non-finite meta-gradient or query loss is skipped
+  # (parameters unchanged); training stops once this many come in a row.
+  c.max_nonfinite_steps = 5
   c.log_every = 50
   c.eval_every = 500
   c.val_episodes = 200
@@ -95,6 +98,7 @@ _AT_LEAST = {   # field: smallest allowed value
     "checkpoint_every": 1, "val_episodes": 2, "test_episodes": 2,
     "cpu_devices": 0, "num_devices": 0, "task_chunk": 0,
     "keep_checkpoint_every": 0, "test_inner_steps": 0, "max_train_minutes": 0,
+    "max_nonfinite_steps": 1,
 }
 _POSITIVE = ("lam", "meta_lr", "inner_lr", "adam_eps")
 # The smallest split's classes and the examples per class of each data set.
@@ -160,7 +164,7 @@ BEFORE_FIELD = {
     "test_inner_steps": 0, "keep_checkpoint_every": 0,
     "max_train_minutes": 0.0, "warn_inner_grad_ratio": 0.5,
     "warn_cg_relative_residual": 1.0, "eval_chunk": 100, "source_dir": "",
-    "rotations": False,
+    "rotations": False, "max_nonfinite_steps": 5,
 }
 
 

@@ -147,3 +147,32 @@ def test_wall_clock_plot_reads_summaries_later_files_winning(tmp_path):
   with pytest.raises(SystemExit):   # a run no summary holds
     stability.main(["--plot", str(out), "--summaries", files[0],
                     "--runs", "a,c"])
+
+
+def parse_meta_step_flags(argv):
+  import argparse
+  p = argparse.ArgumentParser()
+  meta_step.add_learner_args(p)
+  return p.parse_args(argv)
+
+
+def test_benchmark_learners_are_the_training_configs_learners():
+  from experiments.configs import omniglot
+  configs = meta_step.learner_configs(parse_meta_step_flags([]))
+  assert set(configs) == set(meta_step.ALGORITHMS)
+  for name, c in configs.items():
+    assert c.to_dict() == omniglot.get_config(f"5way1shot-{name}").to_dict()
+
+
+def test_benchmark_flags_change_only_the_fields_they_name():
+  from experiments.configs import omniglot
+  a = parse_meta_step_flags(["--ways", "20", "--maml_steps", "3",
+                             "--inner_steps", "7", "--system", "exact"])
+  configs = meta_step.learner_configs(a)
+  assert configs["maml"].inner_steps == configs["fomaml"].inner_steps == 3
+  assert configs["imaml_gd"].inner_steps == configs["reptile"].inner_steps == 7
+  assert configs["imaml_hf"].system == configs["imaml_gd"].system == "exact"
+  default = omniglot.get_config("20way1shot-imaml_hf").to_dict()
+  changed = {k for k, v in configs["imaml_hf"].to_dict().items()
+             if default[k] != v}
+  assert changed == {"system", "inner_steps"}

@@ -1,5 +1,6 @@
 """Config -> components: the authors' recipe switches build what they name."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,3 +51,41 @@ def test_unknown_recipe_switches_are_rejected(field, value):
                c, model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))}
   with pytest.raises(ValueError, match=f"{field} must be one of"):
     build[field]()
+
+
+def old_state(params, optimizer, step=7):
+  """A train state as checkpoints before the non-finite guard stored it."""
+  opt_state = optimizer.init(params)
+  opt_state = jax.tree.map(lambda x: x + 1 if x.dtype == jnp.float32 else x,
+                           opt_state)   # moments that differ from a fresh init
+  return imaml_jax.TrainState(params, opt_state, jnp.asarray(step, jnp.int32))
+
+
+@pytest.mark.parametrize("how", ["orbax", "msgpack"])
+def test_checkpoints_from_before_the_non_finite_guard_still_restore(
+    how, tmp_path):
+  import flax.serialization
+  import orbax.checkpoint as ocp
+  c = omniglot_config.get_config("5way1shot-maml")
+  optimizer = common.meta_optimizer(c)
+  params = {"w": jnp.arange(3.0), "b": {"c": jnp.ones((2, 2))}}
+  old = old_state(params, optimizer)
+  like = imaml_jax.init_train_state(jax.tree.map(jnp.zeros_like, params),
+                                    optimizer)
+  if how == "orbax":
+    manager = common.checkpoint_manager(str(tmp_path))
+    manager.save(7, args=ocp.args.StandardSave(old))
+    manager.wait_until_finished()
+    restored = common.restore(manager, like)
+  else:
+    restored = common.state_from_bytes(like, flax.serialization.to_bytes(old))
+  assert jax.tree.structure(restored) == jax.tree.structure(like)
+  chex.assert_trees_all_equal(restored.params, params)
+  chex.assert_trees_all_equal(restored.opt_state.inner_state, old.opt_state)
+  assert int(restored.step) == 7
+  assert int(restored.opt_state.notfinite_count) == 0
+  assert bool(restored.opt_state.last_finite)
+  # and today's states round-trip unchanged
+  new = restored._replace(step=jnp.asarray(9, jnp.int32))
+  chex.assert_trees_all_equal(
+      common.state_from_bytes(like, flax.serialization.to_bytes(new)), new)

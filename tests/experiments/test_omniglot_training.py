@@ -129,3 +129,24 @@ def test_a_config_asking_for_cpu_devices_jax_lacks_fails_with_the_fix(
   with pytest.raises(ValueError, match="cpu_devices=3.*split_cpu"):
     train.train(c, str(tmp_path), progress=False)
   assert not os.listdir(tmp_path)   # nothing written
+
+
+def test_non_finite_training_stops_with_one_line_and_finite_checkpoints(
+    omniglot_data_dir, tmp_path):
+  workdir = str(tmp_path / "nan")
+  cmd = command(workdir, omniglot_data_dir, 20) + [
+      "--config.inner_lr=nan", "--config.max_nonfinite_steps=3",
+      "--config.log_every=1", "--config.checkpoint_every=2"]
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                        check=False)
+  assert done.returncode == 1, done.stderr[-2000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: stopped at step 3: 3 meta-steps in a row"), last
+  state = final_params(workdir)
+  assert int(state.step) == 2   # the checkpoint before the stop
+  import jax
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+  assert int(state.opt_state.total_notfinite) == 2
+  rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["nonfinite_in_a_row_max"] for r in rows] == [1.0, 2.0, 3.0]
+  assert all("nonfinite_steps" in r["flags"] for r in rows)
