@@ -61,7 +61,7 @@ def load_theta(a):
   else:
     c = CONFIGS[a.dataset].get_config(a.config)
     model, loss = common.model_and_loss(c)
-    x = np.zeros((1,) + common.IMAGE_SHAPES[c.dataset], np.float32)
+    x = np.zeros((1,) + common.image_shape(c), np.float32)
     theta = imaml_jax.init_params(model, jax.random.key(c.seed), x)
   if a.data_dir:
     c.data_dir = a.data_dir

@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 
 import imaml_jax
 from experiments.configs import base
+from imaml_jax.data import folder
 from imaml_jax.data import mini_imagenet
 from imaml_jax.data import omniglot
 
@@ -28,6 +29,13 @@ INNER_LOOPS = {"proximal": imaml_jax.gradient_descent,
 LINEAR_SOLVES = {"jax": imaml_jax.solve_cg, "truncated": imaml_jax.truncated_cg}
 INITS = ("default", "xavier_1.73")
 IMAGE_SHAPES = {"omniglot": (28, 28, 1), "mini_imagenet": (84, 84, 3)}
+
+
+def image_shape(c) -> tuple[int, int, int]:
+  """``(H, W, channels)`` of a config's images (a folder's from its config)."""
+  if c.dataset == "folder":
+    return (c.image_size, c.image_size, c.channels)
+  return IMAGE_SHAPES[c.dataset]
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -120,6 +128,8 @@ def model_and_loss(c):
     model = imaml_jax.omniglot_conv4(c.ways)
   elif c.dataset == "mini_imagenet":
     model = imaml_jax.mini_imagenet_conv4(c.ways)
+  elif c.dataset == "folder":
+    model = imaml_jax.Conv4(c.ways, filters=c.filters, max_pool=c.max_pool)
   else:
     raise ValueError(f"unknown dataset {c.dataset!r}.")
   return model, imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
@@ -130,8 +140,26 @@ def load_images(c, split: str):
 
   Read from ``c.source_dir``, or where :func:`default_source_dir` finds the
   data set. Training classes get their rotations when ``c.rotations`` is set.
+  A folder of your own images (``c.dataset == "folder"``) comes as an
+  :class:`imaml_jax.ImageSet` (its classes may differ in size), checked to
+  make the config's episodes: ``ways`` classes of ``shots + queries`` images,
+  ``train_queries`` in training, the larger of ``test_queries`` and ``shots``
+  (the paper protocol's) at validation and test.
   """
   data_dir = c.data_dir or None
+  if c.dataset == "folder":
+    if not c.source_dir:
+      raise folder.FolderError("a folder dataset needs --config.source_dir, "
+                               "the folder of class folders.")
+    data = folder.load_folder(split, c.source_dir, c.image_size, c.channels,
+                              data_dir, c.split_seed, c.split_fractions)
+    queries = (c.train_queries if split == "train"
+               else max(c.test_queries, c.shots))
+    folder.check_for_episodes(data, split, c.ways, c.shots + queries)
+    images = jax.device_put(data.images)
+    if split == "train" and c.rotations:
+      images = imaml_jax.with_rotations(images)
+    return images
   source_dir = c.source_dir or default_source_dir(c.dataset)
   if c.dataset == "omniglot":
     images = omniglot.load_omniglot(split, data_dir=data_dir,
@@ -203,7 +231,7 @@ def checkpoint_manager(workdir: str, keep_period: int | None = None):
 
 def state_like(c, model) -> imaml_jax.TrainState:
   """A train state with the structure of ``c``'s runs, to restore into."""
-  x = np.zeros((1,) + IMAGE_SHAPES[c.dataset], np.float32)
+  x = np.zeros((1,) + image_shape(c), np.float32)
   return imaml_jax.init_train_state(
       imaml_jax.init_params(model, jax.random.key(0), x), meta_optimizer(c))
 

@@ -31,6 +31,7 @@ import tqdm
 import imaml_jax
 from experiments import common
 from experiments.configs import base as config_base
+from imaml_jax.data import folder
 
 
 def split_cpu(n: int) -> None:
@@ -138,7 +139,7 @@ def _initial_state(c, model, init_key, manager, workdir: str,
                    resume: bool) -> imaml_jax.TrainState:
   """A fresh state from ``c.init``, or with ``resume`` the last checkpoint."""
   # Parameter shapes need only an input's shape: init_key serves init alone.
-  example = np.zeros((c.ways * c.shots,) + common.IMAGE_SHAPES[c.dataset],
+  example = np.zeros((c.ways * c.shots,) + common.image_shape(c),
                      np.float32)
   state = imaml_jax.init_train_state(
       common.initial_params(c, model, init_key, example),
@@ -243,6 +244,9 @@ def main(argv):
   workdir = f.workdir or os.path.join("runs", f.config.name)
   try:
     train(f.config, workdir, resume=f.resume, progress=f.progress)
+  except folder.FolderError as e:   # a user's folder: before anything compiles
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   except NonFiniteSteps as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

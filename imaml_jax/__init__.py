@@ -3,6 +3,7 @@
 The public API is what this module re-exports; see the README for a map.
 """
 
+from imaml_jax.data.episodes import ImageSet
 from imaml_jax.data.episodes import sample_episodes
 from imaml_jax.data.episodes import with_rotations
 from imaml_jax.data.sinusoid import sample_sinusoid_tasks

@@ -86,3 +86,20 @@ def run_in_fresh_python(code: str) -> None:
   out = subprocess.run([sys.executable, "-c", code], cwd=repo,
                        capture_output=True, text=True, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
+
+
+def write_class_folders(root, sizes, image_size=8, mode="L", split=None):
+  """Class folders ``root[/split]/class<c>/<i>.png`` with ``sizes[c]`` images.
+
+  Image i of class c is uniform with value 10 c + i + 1 (never 0: a zero
+  image is padding), so a loaded image names its class and index.
+  """
+  base = os.path.join(root, split) if split else root
+  for c, n in enumerate(sizes):
+    os.makedirs(os.path.join(base, f"class{c:02d}"), exist_ok=True)
+    for i in range(n):
+      value = 10 * c + i + 1
+      shape = (image_size, image_size) + ((3,) if mode == "RGB" else ())
+      Image.fromarray(np.full(shape, value, np.uint8), mode).save(
+          os.path.join(base, f"class{c:02d}", f"{i}.png"))
+  return root

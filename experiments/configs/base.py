@@ -84,7 +84,9 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
 
 
 _CHOICES = {
-    "algorithm": ALGORITHMS, "dataset": ("omniglot", "mini_imagenet"),
+    "algorithm": ALGORITHMS,
+    "dataset": ("omniglot", "mini_imagenet", "folder"),
+    "channels": (1, 3),
     "system": ("exact", "damped", "gauss_newton"),
     "cg_method": ("jax", "truncated"),
     "newton_curvature": ("hessian", "gauss_newton"),
@@ -98,7 +100,7 @@ _AT_LEAST = {   # field: smallest allowed value
     "checkpoint_every": 1, "val_episodes": 2, "test_episodes": 2,
     "cpu_devices": 0, "num_devices": 0, "task_chunk": 0,
     "keep_checkpoint_every": 0, "test_inner_steps": 0, "max_train_minutes": 0,
-    "max_nonfinite_steps": 1,
+    "max_nonfinite_steps": 1, "image_size": 4, "filters": 1,
 }
 _POSITIVE = ("lam", "meta_lr", "inner_lr", "adam_eps")
 # The smallest split's classes and the examples per class of each data set.

@@ -2,10 +2,14 @@
 
 A data set is one array ``images[class, example, ...]`` of uint8 loaded onto
 the device once; :func:`sample_episodes` draws whole task batches inside the
-jitted meta-step (no host work, no data loader on the hot path).
+jitted meta-step (no host work, no data loader on the hot path). Classes of
+different sizes (a user's own folder of images) come as an :class:`ImageSet`:
+the array padded to the largest class, with each class's count.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +17,27 @@ import jax.numpy as jnp
 from imaml_jax.tasks import Batch, Task
 
 
-def with_rotations(images: jax.Array) -> jax.Array:
+class ImageSet(NamedTuple):
+  """Classes of different sizes: ``images[c, :counts[c]]`` are class c's.
+
+  Attributes:
+    images: uint8 ``(classes, largest class, H, W[, C])``, zero-padded.
+    counts: int32 ``(classes,)``, the examples of each class.
+  """
+  images: jax.Array
+  counts: jax.Array
+
+
+def with_rotations(images: Union[jax.Array, ImageSet]
+                   ) -> Union[jax.Array, ImageSet]:
   """Adds 90, 180 and 270 degree rotations of every class as new classes.
 
   ``(C, E, H, W[, ch]) -> (4C, E, H, W[, ch])``; class ``r * C + c`` is class
   ``c`` rotated by ``r * 90`` degrees (Santoro et al. 2016; Finn et al. 2017).
 
   Args:
-    images: ``(classes, examples, H, W[, channels])`` with ``H == W``.
+    images: ``(classes, examples, H, W[, channels])`` with ``H == W``, or an
+      :class:`ImageSet` of such images (its counts repeat with the classes).
 
   Returns:
     Four times the classes: the originals, then each rotation.
@@ -32,6 +49,8 @@ def with_rotations(images: jax.Array) -> jax.Array:
     >>> with_rotations(images)[:, 0].tolist()
     [[[0, 1], [2, 3]], [[1, 3], [0, 2]], [[3, 2], [1, 0]], [[2, 0], [3, 1]]]
   """
+  if isinstance(images, ImageSet):
+    return ImageSet(with_rotations(images.images), jnp.tile(images.counts, 4))
   if images.shape[2] != images.shape[3]:
     raise ValueError(f"rotations need square images, got shape "
                      f"{images.shape[2:4]}.")
@@ -44,7 +63,8 @@ def _rot90(x: jax.Array, turns: jax.Array) -> jax.Array:
       lambda x, r=r: jnp.rot90(x, r, axes=(1, 2)) for r in range(4)], x)
 
 
-def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
+def sample_episodes(key: jax.Array, images: Union[jax.Array, ImageSet],
+                    num_tasks: int,
                     ways: int, shots: int, queries: int,
                     rotate: bool = False) -> Task:
   """A batch of N-way K-shot tasks from ``images[class, example, H, W[, C]]``.
@@ -56,7 +76,9 @@ def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
 
   Args:
     key: PRNG key of this batch of episodes.
-    images: uint8 array ``(classes, examples, H, W[, C])``.
+    images: uint8 array ``(classes, examples, H, W[, C])``, or an
+      :class:`ImageSet` whose every count is at least ``shots + queries``
+      (its loader checks; counts are data here, not checked again).
     num_tasks: episodes in the batch.
     ways, shots, queries: N, K and the query examples per class.
     rotate: rotate each drawn class (all its examples alike) by an
@@ -76,6 +98,9 @@ def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
     >>> tasks.support.x.shape, tasks.query.y.shape
     ((4, 5, 28, 28, 1), (4, 15))
   """
+  counts = None
+  if isinstance(images, ImageSet):
+    images, counts = images
   num_classes, per_class = images.shape[:2]
   if not 1 <= ways <= num_classes:
     raise ValueError(f"ways must lie in [1, {num_classes}] (classes in the "
@@ -90,12 +115,23 @@ def sample_episodes(key: jax.Array, images: jax.Array, num_tasks: int,
     raise ValueError(f"rotate=True needs square images, got shape "
                      f"{images.shape[2:4]}.")
 
+  n = shots + queries
+
+  def distinct_examples(k, count):
+    if counts is None:
+      return jax.random.choice(k, per_class, (n,), replace=False)
+    # n distinct examples among the class's first `count`: the smallest n
+    # of iid uniforms, the padding slots pushed past every real one.
+    u = jax.random.uniform(k, (per_class,))
+    return jnp.argsort(jnp.where(jnp.arange(per_class) < count, u, 2.0))[:n]
+
   def one_task(key):
     class_key, example_key = jax.random.split(key)
     classes = jax.random.choice(class_key, num_classes, (ways,), replace=False)
-    examples = jax.vmap(lambda k: jax.random.choice(
-        k, per_class, (shots + queries,), replace=False))(
-            jax.random.split(example_key, ways))
+    class_counts = (jnp.full((ways,), per_class) if counts is None
+                    else counts[classes])
+    examples = jax.vmap(distinct_examples)(
+        jax.random.split(example_key, ways), class_counts)
     x = images[classes[:, None], examples]   # (ways, shots + queries, ...)
     if rotate:   # its own key: the classes and examples stay as without
       turns = jax.random.randint(jax.random.fold_in(key, 1), (ways,), 0, 4)
