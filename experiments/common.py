@@ -334,17 +334,35 @@ def hardware() -> str:
 
 
 
-def provenance() -> dict:
-  """``{"date": "YYYY-MM-DD" (UTC), "commit": git HEAD[+dirty] or None}``."""
+# The code a process runs is the checkout it imported at start: record that,
+# not HEAD at the end of a long run (a later commit, or results files written
+# meanwhile, would be misattributed). Dirty means the code differs from HEAD.
+_CODE = ("imaml_jax", "experiments")
+
+
+def _code_commit() -> str | None:
   try:
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"],
                             cwd=REPO, capture_output=True, text=True,
                             check=True).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-        capture_output=True, text=True, check=True).stdout.strip()
-    commit += "+dirty" if dirty else ""
+        ["git", "status", "--porcelain", "--untracked-files=no", "--",
+         *_CODE], cwd=REPO, capture_output=True, text=True,
+        check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
-    commit = None
+    return None
+  return commit + ("+dirty" if dirty else "")
+
+
+_COMMIT_AT_IMPORT = _code_commit()
+
+
+def provenance() -> dict:
+  """``{"date": "YYYY-MM-DD" (UTC), "commit": git HEAD[+dirty] or None}``.
+
+  The commit is the checkout's when this module was imported (the code this
+  process runs); ``+dirty`` if ``imaml_jax/`` or ``experiments/`` differed
+  from it then.
+  """
   today = datetime.datetime.now(datetime.timezone.utc).date()
-  return {"date": today.isoformat(), "commit": commit}
+  return {"date": today.isoformat(), "commit": _COMMIT_AT_IMPORT}
