@@ -5,9 +5,25 @@ A data set's config starts from :func:`get_config` and sets the setting
 are the paper's or the training script's defaults.
 """
 
+import re
+
 import ml_collections
 
 ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
+
+
+def parse_setting(arg: str) -> tuple[int, int, str]:
+  """``"5way1shot-imaml_gd"`` -> ``(5, 1, "imaml_gd")`` (a config's argument).
+
+  Examples:
+    >>> parse_setting("20way5shot-imaml-hf")
+    (20, 5, 'imaml_hf')
+  """
+  m = re.fullmatch(r"(\d+)way(\d+)shot-([\w-]+)", arg)
+  if not m or m.group(3).replace("-", "_") not in ALGORITHMS:
+    raise ValueError(f"config argument must look like '5way1shot-imaml_gd' "
+                     f"with algorithm in {ALGORITHMS}; got {arg!r}.")
+  return int(m.group(1)), int(m.group(2)), m.group(3).replace("-", "_")
 
 
 def get_config(algorithm: str) -> ml_collections.ConfigDict:

@@ -15,20 +15,13 @@ training values are the CPU budget recipe that trains Omniglot 5-way 1-shot
 ``base.py``.
 """
 
-import re
-
 import ml_collections
 
 from experiments.configs import base
 
 
 def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
-  m = re.fullmatch(r"(\d+)way(\d+)shot-([\w-]+)", arg)
-  if not m or m.group(3).replace("-", "_") not in base.ALGORITHMS:
-    raise ValueError(f"config argument must look like '5way1shot-imaml_gd' "
-                     f"with algorithm in {base.ALGORITHMS}; got {arg!r}.")
-  ways, shots = int(m.group(1)), int(m.group(2))
-  algorithm = m.group(3).replace("-", "_")
+  ways, shots, algorithm = base.parse_setting(arg)
   c = base.get_config(algorithm)
   c.name = f"folder_{ways}way{shots}shot_{algorithm}"
   c.dataset = "folder"

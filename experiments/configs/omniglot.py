@@ -9,20 +9,13 @@ follow ../shared/docs/PROTOCOL.md (the iMAML and MAML public code); Adam 1e-3
 as meta-optimizer for every algorithm. Shared fields: ``base.py``.
 """
 
-import re
-
 import ml_collections
 
 from experiments.configs import base
 
 
 def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
-  m = re.fullmatch(r"(\d+)way(\d+)shot-([\w-]+)", arg)
-  if not m or m.group(3).replace("-", "_") not in base.ALGORITHMS:
-    raise ValueError(f"config argument must look like '5way1shot-imaml_gd' "
-                     f"with algorithm in {base.ALGORITHMS}; got {arg!r}.")
-  ways, shots = int(m.group(1)), int(m.group(2))
-  algorithm = m.group(3).replace("-", "_")
+  ways, shots, algorithm = base.parse_setting(arg)
   five_way = ways <= 5
 
   c = base.get_config(algorithm)
