@@ -10,6 +10,16 @@ TensorBoard events in ``tb/`` and orbax checkpoints in ``checkpoints/``.
 ``--resume`` continues from the last checkpoint and then follows exactly the
 trajectory of an uninterrupted run with the same seed (tasks are drawn from
 ``fold_in(seed key, step)``).
+
+Across processes and hosts (``jax.distributed``), start the same command in
+every process with ``--coordinator_address host0:port --num_processes P
+--process_id i`` (or ``$JAX_COORDINATOR_ADDRESS``, ``$JAX_NUM_PROCESSES``,
+``$JAX_PROCESS_ID``). The meta-batch is split over every device of every
+process (each draws its own tasks); the state stays replicated; process 0
+alone writes ``config.json``, the logs and prints, while every process takes
+part in orbax's checkpoints (``--workdir`` on a file system they share).
+``--resume`` after any process was killed: restart them all. See
+docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from ml_collections import config_flags
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorboardX
+from jax.experimental import multihost_utils
 import tqdm
 
 import imaml_jax
@@ -44,25 +55,68 @@ def split_cpu(n: int) -> None:
     jax.config.update("jax_num_cpu_devices", n)
 
 
+_DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
+                    "JAX_PROCESS_ID")
+
+
+def init_distributed(coordinator_address: str | None = None,
+                     num_processes: int | None = None,
+                     process_id: int | None = None) -> int:
+  """Joins this process to a multi-process run; returns the process count.
+
+  Each value comes from its argument, else from ``$JAX_COORDINATOR_ADDRESS``,
+  ``$JAX_NUM_PROCESSES``, ``$JAX_PROCESS_ID``. With none of them (or one
+  process) nothing happens: a single-process run. Call before JAX starts
+  (after :func:`split_cpu`).
+
+  Examples:
+    >>> init_distributed()   # no flags, no environment: one process
+    1
+  """
+  env = [os.environ.get(k) for k in _DISTRIBUTED_ENV]
+  address = coordinator_address or env[0]
+  count = num_processes if num_processes is not None else (
+      int(env[1]) if env[1] else None)
+  index = process_id if process_id is not None else (
+      int(env[2]) if env[2] else None)
+  if address is None and count is None and index is None:
+    return 1
+  if address is None or count is None or index is None:
+    raise ValueError(
+        "a multi-process run needs all of --coordinator_address, "
+        "--num_processes and --process_id (or $JAX_COORDINATOR_ADDRESS, "
+        f"$JAX_NUM_PROCESSES, $JAX_PROCESS_ID); got {address!r}, {count!r}, "
+        f"{index!r}.")
+  if not 0 <= index < count:
+    raise ValueError(f"--process_id must lie in [0, {count}) for "
+                     f"--num_processes={count}; got {index}.")
+  if count > 1:
+    jax.distributed.initialize(coordinator_address=address,
+                               num_processes=count, process_id=index)
+  return count
+
+
 def cpu_layout(c):
   """The config as it runs here: ``c.cpu_devices`` applied if JAX is on a CPU.
 
   With ``cpu_devices`` set and no accelerator, the meta-batch is sharded over
-  that many CPU devices (``num_devices``) and each takes its tasks one at a
-  time (``task_chunk=1``), the fastest layout measured on a CPU. Raises if
-  the CPU was not split first (:func:`split_cpu`).
+  that many CPU devices per process (``num_devices``: all of every process)
+  and each takes its tasks one at a time (``task_chunk=1``), the fastest
+  layout measured on a CPU. Raises if the CPU was not split first
+  (:func:`split_cpu`).
   """
   n = c.cpu_devices
   if not n or jax.default_backend() != "cpu":
     return c
-  if len(jax.devices()) != n:
+  if jax.local_device_count() != n:
     raise ValueError(
         f"the config asks for cpu_devices={n} but JAX's CPU has "
-        f"{len(jax.devices())} device(s); call experiments.train.split_cpu("
-        f"{n}) (or jax.config.update('jax_num_cpu_devices', {n})) before "
-        f"any JAX computation, as `python -m experiments.train` does.")
+        f"{jax.local_device_count()} device(s); call "
+        f"experiments.train.split_cpu({n}) (or jax.config.update("
+        f"'jax_num_cpu_devices', {n})) before any JAX computation, as "
+        f"`python -m experiments.train` does.")
   c = c.copy_and_resolve_references()
-  c.num_devices, c.task_chunk = n, 1
+  c.num_devices, c.task_chunk = jax.device_count(), 1
   return c
 
 
@@ -71,14 +125,23 @@ class NonFiniteSteps(RuntimeError):
 
 
 class _Log:
-  """Where a run reports: ``metrics.jsonl``, TensorBoard, and the console."""
+  """Where a run reports: ``metrics.jsonl``, TensorBoard, and the console.
+
+  Only process 0 of a multi-process run reports; the others stay silent.
+  """
 
   def __init__(self, workdir: str, progress: bool):
+    self._on = jax.process_index() == 0
+    if not self._on:
+      self.show = lambda line: None
+      return
     self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
     self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
     self.show = (lambda line: tqdm.tqdm.write(line)) if progress else print
 
   def write(self, kind: str, step: int, metrics: dict) -> None:
+    if not self._on:
+      return
     self._file.write(json.dumps({"kind": kind, "step": step, **metrics})
                      + "\n")
     self._file.flush()
@@ -88,8 +151,9 @@ class _Log:
     self._writer.flush()
 
   def close(self) -> None:
-    self._writer.close()
-    self._file.close()
+    if self._on:
+      self._writer.close()
+      self._file.close()
 
 
 def _monitor(c, log: _Log):
@@ -146,7 +210,8 @@ def _initial_state(c, model, init_key, manager, workdir: str,
       common.meta_optimizer(c))
   if resume and manager.latest_step() is not None:
     state = common.restore(manager, state)
-    print(f"resumed from step {int(state.step)} of {workdir}", flush=True)
+    if jax.process_index() == 0:
+      print(f"resumed from step {int(state.step)} of {workdir}", flush=True)
   elif manager.latest_step() is not None:
     raise FileExistsError(f"{workdir} already holds checkpoints; pass --resume "
                           f"to continue or choose another --workdir.")
@@ -161,10 +226,20 @@ def _steps_and_budget(c, state, workdir: str) -> tuple[int, float | None]:
   budget = c.max_train_minutes * 60 or None
   if budget and int(state.step):
     budget -= common.train_seconds(workdir) or 0.0
+    if jax.process_count() > 1:   # process 0's log decides for all
+      budget = float(multihost_utils.broadcast_one_to_all(np.float64(budget)))
     if budget <= 0:
-      print(f"the {c.max_train_minutes}-minute budget is spent", flush=True)
+      if jax.process_index() == 0:
+        print(f"the {c.max_train_minutes}-minute budget is spent", flush=True)
       return int(state.step), budget
   return c.meta_steps, budget
+
+
+def _agree():
+  """How the processes agree to stop on the budget: process 0 decides."""
+  if jax.process_count() == 1:
+    return None
+  return lambda stop: bool(multihost_utils.broadcast_one_to_all(np.bool_(stop)))
 
 
 def train(c, workdir: str, resume: bool = False, progress: bool = True):
@@ -183,8 +258,10 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   init_key, train_key, val_key = jax.random.split(jax.random.key(c.seed), 3)
   manager = common.checkpoint_manager(workdir, c.keep_checkpoint_every)
   state = _initial_state(c, model, init_key, manager, workdir, resume)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(c.to_json(indent=2))
+  first = jax.process_index() == 0
+  if first:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(c.to_json(indent=2))
 
   # The task batch is split over a "tasks" mesh axis (one device: the plain
   # meta-step); each device draws its share of the episodes itself.
@@ -204,8 +281,13 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   log = _Log(workdir, progress)
 
   def validate(s):
+    params = s.params
+    if jax.process_count() > 1:   # process 0 alone, on its own copy
+      if not first:
+        return
+      params = jax.tree.map(lambda a: a.addressable_data(0), params)
     mean, ci = imaml_jax.mean_ci95(
-        evaluate(s.params, val_images, val_key, c.val_episodes))
+        evaluate(params, val_images, val_key, c.val_episodes))
     log.write("validation", int(s.step), {"accuracy": mean, "ci95": ci})
     log.show(f"step {int(s.step):6d} validation accuracy {100 * mean:.2f} ± "
              f"{100 * ci:.2f}% ({c.val_episodes} episodes)")
@@ -214,17 +296,20 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
     manager.save(int(s.step), args=ocp.args.StandardSave(s))
 
   devices = mesh.shape[imaml_jax.distributed.TASKS]
-  print(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}"
-        + (f" x {devices} devices ({per_device} tasks each)" if devices > 1
-           else "") + f", workdir {workdir}", flush=True)
+  processes = (f" in {jax.process_count()} processes"
+               if jax.process_count() > 1 else "")
+  log.show(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}"
+           + (f" x {devices} devices{processes} ({per_device} tasks each)"
+              if devices > 1 else "") + f", workdir {workdir}")
   steps, budget = _steps_and_budget(c, state, workdir)
   try:
     state, _ = imaml_jax.run(
         step, state, train_key, steps, log_every=c.log_every,
-        on_log=_monitor(c, log), data=train_images, progress=progress,
+        on_log=_monitor(c, log), data=train_images,
+        progress=progress and first,
         hooks=[imaml_jax.Hook(c.eval_every, validate),
                imaml_jax.Hook(c.checkpoint_every, save)],
-        max_seconds=budget)
+        max_seconds=budget, agree=_agree())
   finally:
     manager.wait_until_finished()
     log.close()
@@ -241,6 +326,11 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   split_cpu(f.config.cpu_devices)
+  try:
+    init_distributed(f.coordinator_address, f.num_processes, f.process_id)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   workdir = f.workdir or os.path.join("runs", f.config.name)
   try:
     train(f.config, workdir, resume=f.resume, progress=f.progress)
@@ -261,4 +351,10 @@ if __name__ == "__main__":   # flags are defined here so train() imports cleanly
   flags.DEFINE_bool("resume", False,
                     "Continue from the last checkpoint in --workdir.")
   flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
+                      "for a multi-process run ($JAX_COORDINATOR_ADDRESS).")
+  flags.DEFINE_integer("num_processes", None, "Processes of a multi-process "
+                       "run ($JAX_NUM_PROCESSES).")
+  flags.DEFINE_integer("process_id", None, "This process's index, 0 .. "
+                       "num_processes - 1 ($JAX_PROCESS_ID).")
   app.run(main)

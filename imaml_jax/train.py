@@ -208,6 +208,7 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
         progress: bool = True,
         data: Any = None,
         max_seconds: Optional[float] = None,
+        agree: Optional[Callable[[bool], bool]] = None,
         ) -> tuple[TrainState, list[dict[str, float]]]:
   """Runs ``step(state, key, data)`` from ``state.step`` to ``num_steps``.
 
@@ -221,7 +222,9 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
 
   With ``max_seconds``, the run also ends after the logging interval in which
   the meta-steps' wall time (hooks excluded) reaches it; the hooks then run as
-  at a last step, so a checkpoint is written.
+  at a last step, so a checkpoint is written. Several processes of one run
+  must stop at the same step: ``agree(stop) -> stop`` makes their decision
+  one (e.g. process 0's, broadcast).
 
   Args:
     step: ``step(state, key, data) -> (state, metrics)``, e.g. from
@@ -235,6 +238,8 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
     progress: show a progress bar.
     data: passed to ``step`` (e.g. the training images on device).
     max_seconds: wall-clock budget of the meta-steps.
+    agree: makes a budget stop the same in every process (default: each
+      decides alone, right for one process).
 
   Returns:
     ``(state, history)``: the final state and the logged metrics.
@@ -276,7 +281,9 @@ def run(step: Callable[..., tuple[TrainState, Metrics]],
         if on_log is not None:
           on_log(i + 1, logged)
         total, count = None, 0
-        last = last or (max_seconds is not None and elapsed >= max_seconds)
+        if max_seconds is not None:
+          spent = elapsed >= max_seconds
+          last = last or (agree(spent) if agree is not None else spent)
       for hook in hooks:
         if (i + 1) % hook.every == 0 or last:
           hook.fn(state)

@@ -1,0 +1,106 @@
+"""The training script across processes (jax.distributed on 127.0.0.1)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import chex
+
+from experiments import evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 40
+
+
+def command(workdir, data_dir, cpu_devices, resume=False, extra=()):
+  settings = {"meta_steps": STEPS, "meta_batch": 4, "log_every": 5,
+              "eval_every": 20, "val_episodes": 20, "checkpoint_every": 10,
+              "cpu_devices": cpu_devices, "data_dir": data_dir}
+  return ([sys.executable, "-m", "experiments.train", "--noprogress",
+           "--config", "experiments/configs/omniglot.py:5way1shot-maml",
+           "--workdir", workdir]
+          + [f"--config.{k}={v}" for k, v in settings.items()]
+          + (["--resume"] if resume else []) + list(extra))
+
+
+def free_address():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def start_two(workdir, data_dir, resume=False):
+  address = free_address()
+  return [subprocess.Popen(
+      command(workdir, data_dir, 1, resume, ["--coordinator_address", address,
+                                             "--num_processes", "2",
+                                             "--process_id", str(i)]),
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+
+
+def finish(workers):
+  outputs = [w.communicate(timeout=600) for w in workers]
+  for w, (_, err) in zip(workers, outputs):
+    assert w.returncode == 0, err[-3000:]
+  return outputs
+
+
+def rows(workdir):
+  return [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
+    omniglot_data_dir, tmp_path):
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  subprocess.run(command(one, omniglot_data_dir, 2), cwd=REPO, check=True,
+                 capture_output=True)
+
+  # Two processes of one device each; process 1 is killed after the first
+  # checkpoint (process 0 then waits on it forever, so the job is killed).
+  workers = start_two(two, omniglot_data_dir)
+  first = os.path.join(two, "checkpoints", "10")
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and time.time() < deadline:
+    assert all(w.poll() is None for w in workers), [
+        w.communicate()[1][-2000:] for w in workers]
+    time.sleep(0.05)
+  for w in (workers[1], workers[0]):
+    w.send_signal(signal.SIGKILL)
+    w.communicate()
+  saved = sorted(int(d) for d in os.listdir(os.path.join(two, "checkpoints"))
+                 if d.isdigit())
+  assert saved and max(saved) < STEPS, saved
+
+  outputs = finish(start_two(two, omniglot_data_dir, resume=True))
+  assert "resumed from step" in outputs[0][0]
+  quiet = [l for l in outputs[1][0].splitlines()
+           if l.strip() and not l.startswith("[Gloo]")]   # gloo's own note
+  assert quiet == [] and "step" in outputs[0][0]   # only process 0 reports
+
+  a, b = evaluate.load_run(one).state, evaluate.load_run(two).state
+  assert int(a.step) == int(b.step) == STEPS
+  chex.assert_trees_all_equal(a, b)
+  # One log, written once: process 0's (train rows replayed after the
+  # resume count once, as in a one-process resume).
+  train_one = {r["step"]: r["query_loss"] for r in rows(one)
+               if r["kind"] == "train"}
+  train_two = {r["step"]: r["query_loss"] for r in rows(two)
+               if r["kind"] == "train"}
+  assert train_two == train_one
+  val = lambda w: [(r["step"], r["accuracy"]) for r in rows(w)
+                   if r["kind"] == "validation"]
+  assert val(two)[-1] == val(one)[-1]
+
+
+def test_a_partial_process_spec_is_one_line():
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.train", "--num_processes", "2"],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      "error: a multi-process run needs all of --coordinator_address")
