@@ -29,6 +29,7 @@ INNER_LOOPS = {"proximal": imaml_jax.gradient_descent,
 LINEAR_SOLVES = {"jax": imaml_jax.solve_cg, "truncated": imaml_jax.truncated_cg}
 INITS = ("default", "xavier_1.73")
 IMAGE_SHAPES = {"omniglot": (28, 28, 1), "mini_imagenet": (84, 84, 3)}
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def image_shape(c) -> tuple[int, int, int]:
@@ -36,7 +37,6 @@ def image_shape(c) -> tuple[int, int, int]:
   if c.dataset == "folder":
     return (c.image_size, c.image_size, c.channels)
   return IMAGE_SHAPES[c.dataset]
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def build_learner(c, loss, test: bool = False) -> imaml_jax.Learner:
