@@ -13,12 +13,12 @@ import chex
 from experiments import evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STEPS = 40
+STEPS = 20
 
 
 def command(workdir, data_dir, cpu_devices, resume=False, extra=()):
   settings = {"meta_steps": STEPS, "meta_batch": 4, "log_every": 5,
-              "eval_every": 20, "val_episodes": 20, "checkpoint_every": 10,
+              "eval_every": 10, "val_episodes": 20, "checkpoint_every": 5,
               "cpu_devices": cpu_devices, "data_dir": data_dir}
   return ([sys.executable, "-m", "experiments.train", "--noprogress",
            "--config", "experiments/configs/omniglot.py:5way1shot-maml",
@@ -63,7 +63,7 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
   # Two processes of one device each; process 1 is killed after the first
   # checkpoint (process 0 then waits on it forever, so the job is killed).
   workers = start_two(two, omniglot_data_dir)
-  first = os.path.join(two, "checkpoints", "10")
+  first = os.path.join(two, "checkpoints", "5")
   deadline = time.time() + 300
   while not os.path.isdir(first) and time.time() < deadline:
     assert all(w.poll() is None for w in workers), [
