@@ -96,6 +96,16 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   # the canonical download; resolved when the data are loaded, so building a
   # config reads no disk and imports nothing heavy.
   c.source_dir = ""
+  # Your own images (dataset="folder"; experiments/configs/folder.py): the
+  # image size and channels they are made, the Conv4's filters and pooling
+  # (stride-2 convs, Omniglot's, or 2x2 max-pools), and the one-folder
+  # layout's class split. Omniglot and Mini-ImageNet fix their own.
+  c.image_size = 28
+  c.channels = 1                # 1 grey | 3 RGB
+  c.filters = 64
+  c.max_pool = False
+  c.split_seed = 0
+  c.split_fractions = (0.6, 0.2, 0.2)   # train, validation, test
   return c
 
 

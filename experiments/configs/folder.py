@@ -6,10 +6,13 @@
 The argument is ``<N>way<K>shot-<algorithm>`` as for Omniglot. The folder is
 ``<source_dir>/<class>/<image>`` (classes split by ``split_seed`` and
 ``split_fractions``) or ``<source_dir>/<split>/<class>/<image>`` with
-``<split>`` in train, val, test (:mod:`imaml_jax.data.folder`). Images become
-``image_size`` x ``image_size`` x ``channels``; the model is the Conv4 with
-``filters`` filters and stride-2 convs (``max_pool=False``, Omniglot's, for
-small images) or 2x2 max-pools (Mini-ImageNet's, for larger ones). The
+``<split>`` in train, val, test (:mod:`imaml_jax.data.folder`). Any other
+config takes a folder too (``--config.dataset=folder
+--config.source_dir=...``); this one adds settings sized for a small folder.
+Images become ``image_size`` x ``image_size`` x ``channels``; the model is
+the Conv4 with ``filters`` filters and stride-2 convs (``max_pool=False``,
+Omniglot's, for small images) or 2x2 max-pools (Mini-ImageNet's, for larger
+ones). The
 training values are the CPU budget recipe that trains Omniglot 5-way 1-shot
 (lam 0.5, meta-batch 8, the Gauss-Newton systems; README). Shared fields:
 ``base.py``.
@@ -29,12 +32,8 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   c.train_queries = shots
   c.test_queries = shots        # K queries per class (the paper's protocol)
   c.rotations = False           # True adds 90/180/270-degree turns as classes
-  c.image_size = 28
-  c.channels = 1                # 1 grey | 3 RGB
-  c.filters = 64
-  c.max_pool = False
-  c.split_seed = 0              # the one-folder layout's class split
-  c.split_fractions = (0.6, 0.2, 0.2)   # train, validation, test
+  # image_size 28, channels 1, filters 64, max_pool False, split_seed 0 and
+  # split_fractions (0.6, 0.2, 0.2) come from base.py.
   c.meta_batch = 8
   c.meta_steps = 2000
   c.lam = 0.5

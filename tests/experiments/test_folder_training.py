@@ -62,3 +62,21 @@ def test_too_few_images_for_the_episodes_is_one_line_naming_the_class(
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith("error: class 'glyph") and (
       "has 2 images, fewer than shots + queries = 4" in last), last
+
+
+def test_any_config_takes_a_folder_as_its_data_set(tmp_path):
+  """--config.dataset=folder on the Omniglot config: the folder's images."""
+  from experiments import common
+  from experiments.configs import omniglot
+  src = symbols(str(tmp_path / "glyphs"), size=40)
+  c = omniglot.get_config("5way1shot-maml")
+  c.update(dataset="folder", source_dir=src, data_dir=str(tmp_path / "tfds"),
+           test_queries=1)
+  images = common.load_images(c, "train")
+  # 60% of the 15 classes, each also turned by 90, 180, 270 degrees (the
+  # Omniglot config's rotations), counts alike
+  assert images.images.shape == (36, 4, 28, 28, 1)
+  assert images.counts.tolist() == [4] * 36
+  model, _ = common.model_and_loss(c)
+  assert (model.filters, model.max_pool) == (64, False)
+  assert common.image_shape(c) == (28, 28, 1)
