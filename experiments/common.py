@@ -153,9 +153,9 @@ def load_images(c, split: str):
                                "the folder of class folders.")
     data = folder.load_folder(split, c.source_dir, c.image_size, c.channels,
                               data_dir, c.split_seed, c.split_fractions)
-    queries = (c.train_queries if split == "train"
-               else max(c.test_queries, c.shots))
-    folder.check_for_episodes(data, split, c.ways, c.shots + queries)
+    examples = ((c.train_shots or c.shots) + c.train_queries if split == "train"
+                else c.shots + max(c.test_queries, c.shots))
+    folder.check_for_episodes(data, split, c.ways, examples)
     images = jax.device_put(data.images)
     if split == "train" and c.rotations:
       images = imaml_jax.with_rotations(images)
@@ -174,6 +174,23 @@ def load_images(c, split: str):
   if split == "train" and c.rotations:
     images = imaml_jax.with_rotations(images)
   return images
+
+
+def training_sampler(c, num_tasks: int):
+  """``sample(key, images) -> Task``: ``num_tasks`` training episodes of ``c``.
+
+  Each has ``c.ways`` classes of ``train_shots`` support examples
+  (``c.train_shots``, or ``c.shots`` when 0: Reptile's public code adapts on
+  10 examples per class in training whatever K it is evaluated at) and
+  ``c.train_queries`` queries.
+  """
+  shots = c.train_shots or c.shots
+
+  def sample(key, images):
+    return imaml_jax.sample_episodes(key, images, num_tasks, c.ways, shots,
+                                     c.train_queries)
+
+  return sample
 
 
 def test_adaptation(c, loss, p):

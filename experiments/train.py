@@ -268,12 +268,9 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   mesh = imaml_jax.task_mesh(c.num_devices)
   per_device = imaml_jax.device_share(c.meta_batch, mesh)
 
-  def sample(k, images):
-    return imaml_jax.sample_episodes(k, images, per_device, c.ways, c.shots,
-                                     c.train_queries)
-
   step = imaml_jax.make_sharded_meta_step(
-      common.build_learner(c, loss), common.meta_optimizer(c), sample, mesh)
+      common.build_learner(c, loss), common.meta_optimizer(c),
+      common.training_sampler(c, per_device), mesh)
   state = imaml_jax.replicate(state, mesh)
   train_images = imaml_jax.replicate(train_images, mesh)
   evaluate = common.make_evaluator(

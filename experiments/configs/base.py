@@ -71,6 +71,9 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   c.newton_curvature = "gauss_newton"   # hessian | gauss_newton
   c.newton_steps = 4
   c.newton_cg_steps = 2         # CG steps per Newton system
+  # Support examples per class in training episodes; 0 = shots (K). Reptile's
+  # public code trains on 10 whatever K it is evaluated at.
+  c.train_shots = 0
   c.test_inner_steps = 0        # inner (GD or Newton) steps at validation and
                                 # test; 0 = the training ones
   # Stability guards (imaml_jax.StabilityThresholds): flags are printed when
@@ -126,7 +129,7 @@ _AT_LEAST = {   # field: smallest allowed value
     "checkpoint_every": 1, "val_episodes": 2, "test_episodes": 2,
     "cpu_devices": 0, "num_devices": 0, "task_chunk": 0,
     "keep_checkpoint_every": 0, "test_inner_steps": 0, "max_train_minutes": 0,
-    "max_nonfinite_steps": 1, "image_size": 4, "filters": 1,
+    "max_nonfinite_steps": 1, "image_size": 4, "filters": 1, "train_shots": 0,
 }
 _POSITIVE = ("lam", "meta_lr", "inner_lr", "adam_eps")
 # The smallest split's classes and the examples per class of each data set.
@@ -171,7 +174,9 @@ def check(c: ml_collections.ConfigDict) -> None:
       bad("ways", f"must be at most {_CLASSES[dataset]}, the classes of "
                   f"{dataset}'s smallest split")
     for field in ("train_queries", "test_queries"):
-      if c.shots + c[field] > _PER_CLASS[dataset]:
+      shots = (c.get("train_shots") or c.shots) if field == "train_queries" \
+          else c.shots
+      if shots + c[field] > _PER_CLASS[dataset]:
         bad(field, f"shots + {field} must be at most {_PER_CLASS[dataset]}, "
                    f"the examples per class of {dataset}")
   devices = c.get("cpu_devices", 0) or c.get("num_devices", 1)
@@ -192,7 +197,7 @@ BEFORE_FIELD = {
     "test_inner_steps": 0, "keep_checkpoint_every": 0,
     "max_train_minutes": 0.0, "warn_inner_grad_ratio": 0.5,
     "warn_cg_relative_residual": 1.0, "eval_chunk": 100, "source_dir": "",
-    "rotations": False, "max_nonfinite_steps": 5,
+    "rotations": False, "max_nonfinite_steps": 5, "train_shots": 0,
 }
 
 

@@ -35,6 +35,7 @@ def get_config(algorithm: str = "imaml_gd") -> ml_collections.ConfigDict:
     c.inner_steps, c.inner_lr, c.test_inner_steps = 5, 0.01, 10
   elif algorithm == "reptile":  # Reptile's paper uses Adam inner steps; we SGD
     c.inner_steps, c.inner_lr = 8, 0.01
+    c.train_shots = 15          # Reptile's public code (Mini-ImageNet)
   else:
     # iMAML: 10 steps (paper). The paper gives no inner learning rate; at
     # initialisation 10 steps of 0.01 leave 3% of G's gradient

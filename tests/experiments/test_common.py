@@ -89,3 +89,17 @@ def test_checkpoints_from_before_the_non_finite_guard_still_restore(
   new = restored._replace(step=jnp.asarray(9, jnp.int32))
   chex.assert_trees_all_equal(
       common.state_from_bytes(like, flax.serialization.to_bytes(new)), new)
+
+
+def test_training_episodes_take_train_shots_and_evaluation_keeps_k():
+  """Reptile's configs adapt on 10 examples per class in training, as its
+  public code does; evaluation episodes keep K (the paper's protocol)."""
+  c = omniglot_config.get_config("5way1shot-reptile")
+  assert (c.shots, c.train_shots) == (1, 10)
+  images = jnp.zeros((12, 20, 4, 4), jnp.uint8)
+  tasks = common.training_sampler(c, 3)(jax.random.key(0), images)
+  assert tasks.support.x.shape[:2] == (3, 5 * 10)
+  assert tasks.query.x.shape[:2] == (3, 5 * c.train_queries)
+  maml = omniglot_config.get_config("5way1shot-maml")   # 0: K in training too
+  tasks = common.training_sampler(maml, 3)(jax.random.key(0), images)
+  assert tasks.support.x.shape[:2] == (3, 5)
