@@ -153,27 +153,30 @@ def load_images(c, split: str):
                                "the folder of class folders.")
     data = folder.load_folder(split, c.source_dir, c.image_size, c.channels,
                               data_dir, c.split_seed, c.split_fractions)
-    examples = ((c.train_shots or c.shots) + c.train_queries if split == "train"
+    examples = (train_shots(c) + c.train_queries if split == "train"
                 else c.shots + max(c.test_queries, c.shots))
     folder.check_for_episodes(data, split, c.ways, examples)
-    images = jax.device_put(data.images)
-    if split == "train" and c.rotations:
-      images = imaml_jax.with_rotations(images)
-    return images
-  source_dir = c.source_dir or default_source_dir(c.dataset)
-  if c.dataset == "omniglot":
+    images = data.images
+  elif c.dataset == "omniglot":
     images = omniglot.load_omniglot(split, data_dir=data_dir,
-                                    source_dir=source_dir)
+                                    source_dir=c.source_dir or
+                                    default_source_dir(c.dataset))
   elif c.dataset == "mini_imagenet":
-    images = mini_imagenet.load_mini_imagenet(split, data_dir=data_dir,
-                                              source_dir=source_dir)
+    images = mini_imagenet.load_mini_imagenet(
+        split, data_dir=data_dir,
+        source_dir=c.source_dir or default_source_dir(c.dataset))
   else:
     raise ValueError(f"no loader for dataset {c.dataset!r}; expected "
-                     f"'omniglot' or 'mini_imagenet'.")
+                     f"'omniglot', 'mini_imagenet' or 'folder'.")
   images = jax.device_put(images)
   if split == "train" and c.rotations:
     images = imaml_jax.with_rotations(images)
   return images
+
+
+def train_shots(c) -> int:
+  """Support examples per class in training episodes (``train_shots``, or K)."""
+  return c.train_shots or c.shots
 
 
 def training_sampler(c, num_tasks: int):
@@ -184,7 +187,7 @@ def training_sampler(c, num_tasks: int):
   10 examples per class in training whatever K it is evaluated at) and
   ``c.train_queries`` queries.
   """
-  shots = c.train_shots or c.shots
+  shots = train_shots(c)
 
   def sample(key, images):
     return imaml_jax.sample_episodes(key, images, num_tasks, c.ways, shots,

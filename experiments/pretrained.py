@@ -170,7 +170,7 @@ def task_from_folder(source: str, shots: int, like: StartingPoint,
     >>> sp.predict(sp.adapt(task.support), task.query.x).shape
     (10,)
   """
-  found = folder._class_folders(source)   # pylint: disable=protected-access
+  found = folder.class_folders(source)
   names = sorted(found) if classes is None else list(classes)
   missing = [n for n in names if n not in found]
   if missing:

@@ -69,8 +69,23 @@ def _is_image(name: str) -> bool:
   return not name.startswith(".") and name.lower().endswith(EXTENSIONS)
 
 
-def _class_folders(folder: str) -> dict[str, list[str]]:
-  """``{class name: [image paths]}`` of the class folders in ``folder``."""
+def class_folders(folder: str) -> dict[str, list[str]]:
+  """``{class name: [image paths]}`` of the class folders in ``folder``.
+
+  Classes and files are sorted by name; hidden entries and non-images are
+  skipped.
+
+  Examples:
+    >>> import os, tempfile
+    >>> from imaml_jax.data import folder
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(f"{root}/b"); os.makedirs(f"{root}/a")
+    >>> for name in ("a/2.png", "a/1.png", "a/notes.txt", "b/x.jpg"):
+    ...   open(f"{root}/{name}", "w").close()
+    >>> {c: [os.path.basename(f) for f in files]
+    ...  for c, files in folder.class_folders(root).items()}
+    {'a': ['1.png', '2.png'], 'b': ['x.jpg']}
+  """
   classes = {}
   for name in sorted(os.listdir(folder)):
     path = os.path.join(folder, name)
@@ -145,10 +160,10 @@ def find_splits(source_dir: str, seed: int = 0,
           f"beside {', '.join(f[0] for f in present.values() if f)}/ (or put "
           f"all class folders directly in {source_dir} to split them by "
           f"seed).")
-    splits = {s: _class_folders(os.path.join(source_dir, present[s][0]))
+    splits = {s: class_folders(os.path.join(source_dir, present[s][0]))
               for s in SPLITS}
   else:
-    classes = _class_folders(source_dir)
+    classes = class_folders(source_dir)
     if not classes:
       raise FolderError(f"{source_dir} holds no class folders: expected "
                         f"<class>/<image> or <split>/<class>/<image>.")
