@@ -65,7 +65,11 @@ def build_learner(c, loss, test: bool = False) -> imaml_jax.Learner:
     solver = imaml_jax.newton_cg(
         c.newton_steps, cg_steps=c.newton_cg_steps,
         curvature=c.newton_curvature)
-  elif c.algorithm in ("maml", "fomaml", "reptile"):
+  elif c.algorithm == "reptile":
+    return imaml_jax.reptile(loss, c.inner_steps, c.inner_lr,
+                             minibatches=c.inner_minibatches,
+                             task_chunk=chunk)
+  elif c.algorithm in ("maml", "fomaml"):
     return getattr(imaml_jax, c.algorithm)(loss, c.inner_steps, c.inner_lr,
                                            task_chunk=chunk)
   else:

@@ -51,7 +51,7 @@ FIELDS = {
     "maml": COMMON_FIELDS + ("inner_steps", "inner_lr"),
     "fomaml": COMMON_FIELDS + ("inner_steps", "inner_lr"),
     "reptile": ("meta_batch", "meta_steps", "inner_steps", "inner_lr",
-                "train_shots"),
+                "train_shots", "inner_minibatches"),
     "imaml_gd": COMMON_FIELDS + ("inner_steps", "inner_lr", "lam", "cg_steps",
                                  "system"),
     "imaml_hf": COMMON_FIELDS + ("lam", "cg_steps", "system",

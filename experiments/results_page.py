@@ -47,8 +47,13 @@ def load(results: str) -> dict[str, dict]:
       steps = common.train_curve(folder)[0]
       with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
+      val = protocol.validation_curve(folder)
+      best = max(val, key=val.get) if val else None
       out[cell.name] = {"status": "training", "meta_steps": steps[-1],
-                        "planned_meta_steps": config["meta_steps"]}
+                        "planned_meta_steps": config["meta_steps"],
+                        "algorithm": cell.algorithm, "dataset": cell.dataset,
+                        "setting": f"{cell.ways}-way {cell.shots}-shot",
+                        "best_validation": best and (best, val[best])}
   return out
 
 
@@ -69,7 +74,10 @@ def row(cell: paper.Cell, r: dict | None) -> str:
              f"training: {r['meta_steps']:,} of {r['planned_meta_steps']:,} "
              f"meta-steps")
     verdict = "not run" if r is None else "training"
-    return head + f" {state} | | {verdict} | | | | |"
+    best = r and r.get("best_validation")
+    so_far = (f" validation {100 * best[1]:.2f} at step {best[0]:,} (best "
+              f"so far)" if best else "")
+    return head + f" {state} |{so_far} | {verdict} | | | | |"
   ours = 100 * r["accuracy"]
   wide = r["wide"]
   return (head + f" **{_pct(r['accuracy'], r['ci95'])}** |"
@@ -147,7 +155,8 @@ def render(results: str) -> str:
   out += ["", "## Figure", "",
           "Left: our paper-protocol figure against the paper's, per stored "
           "cell. Right: validation accuracy (wide protocol, on the 100 "
-          "validation characters) against training minutes, per setting.",
+          "validation characters) against training minutes, per setting; "
+          "dashed: cells still training.",
           "", "![results](figures/results.png)", "",
           "## Details", "", _protocol_text(stored)]
   return "\n".join(out).rstrip() + "\n"
@@ -174,8 +183,9 @@ def plot(results: str, path: str) -> None:
   import matplotlib   # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
-  stored = {k: v for k, v in load(results).items() if v.get("status") == "done"}
-  settings = sorted({(r["dataset"], r["setting"]) for r in stored.values()})
+  every = load(results)   # done cells and cells still training
+  stored = {k: v for k, v in every.items() if v.get("status") == "done"}
+  settings = sorted({(r["dataset"], r["setting"]) for r in every.values()})
   fig, axes = plt.subplots(1, 1 + max(1, len(settings)),
                            figsize=(5 * (1 + max(1, len(settings))), 4.2))
   ax = axes[0]
@@ -193,17 +203,19 @@ def plot(results: str, path: str) -> None:
   ax.set_title("ours against the paper")
   ax.legend(fontsize=8)
   for ax, (dataset, setting) in zip(axes[1:], settings):
-    for name, r in stored.items():
+    for name, r in every.items():
       if (r["dataset"], r["setting"]) != (dataset, setting):
         continue
+      training = r["status"] != "done"
       folder = os.path.join(results, name)
       steps, _, seconds = common.train_curve(folder)
       minutes = dict(zip(steps, (s / 60 for s in seconds)))
       val = {s: a for s, a in protocol.validation_curve(folder).items()
              if s in minutes}
       ax.plot([minutes[s] for s in val], [100 * a for a in val.values()],
-              marker=".",
-              label=paper.ALGORITHM_NAMES[r["algorithm"]])
+              marker=".", linestyle="--" if training else "-",
+              label=paper.ALGORITHM_NAMES[r["algorithm"]]
+              + (" (training)" if training else ""))
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation accuracy (%), wide protocol")
     ax.set_title(f"{dataset} {setting}")

@@ -52,6 +52,7 @@ from imaml_jax.stability import stability_flags
 from imaml_jax.stability import StabilityThresholds
 from imaml_jax.tasks import Batch
 from imaml_jax.tasks import Task
+from imaml_jax.tasks import minibatches
 from imaml_jax.train import Hook
 from imaml_jax.train import init_train_state
 from imaml_jax.train import make_meta_step

@@ -346,12 +346,51 @@ def fomaml(loss_fn: LossFn, steps: int, learning_rate: float,
   return _batched(per_task, finetune(loss_fn, solver), task_chunk)
 
 
+def _minibatch_descent(loss_fn: LossFn, support: PyTree, init: PyTree,
+                       steps: int, learning_rate: float, count: int
+                       ) -> tuple[PyTree, solvers_lib.SolverInfo]:
+  """Gradient descent whose step k takes minibatch k mod ``count`` of ``support``.
+
+  Its :class:`~imaml_jax.solvers.SolverInfo` holds the minibatch losses and
+  gradient norms before each step, and the whole support set's loss and
+  gradient norm at the end; ``losses[0]``, the loss at ``init`` on minibatch
+  0 (a stratified subsample), stands for the support loss there without
+  another pass over the whole set.
+  """
+  batches = tasks_lib.minibatches(support, count)
+  value_and_grad = jax.value_and_grad(loss_fn)
+
+  def step(params, k):
+    batch = jax.tree.map(lambda a: a[k % count], batches)
+    loss, grad = value_and_grad(params, batch)
+    return (otu.tree_add_scale(params, -learning_rate, grad),
+            (loss, otu.tree_norm(grad)))
+
+  params, history = jax.lax.scan(step, init, jnp.arange(steps))
+  loss, grad = value_and_grad(params, support)
+  return params, solvers_lib.SolverInfo(
+      loss=loss, grad_norm=otu.tree_norm(grad),
+      steps=jnp.asarray(steps, jnp.int32), losses=history[0],
+      grad_norms=history[1])
+
+
 def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
+            minibatches: int = 1,
             task_chunk: Optional[int] = None) -> Learner:
   r"""Reptile (Nichol, Achiam, Schulman 2018): move theta towards phi.
 
   .. math:: \text{direction} = \theta - \phi, \qquad
-            \phi = \text{GD}^{K}_{\alpha}(L(\cdot; D_{tr}), \theta)
+            \phi_{k+1} = \phi_k - \alpha \nabla L(\phi_k; B_{k \bmod m}),
+            \quad \phi_0 = \theta
+
+  where :math:`B_0, \dots, B_{m-1}` are ``minibatches`` disjoint minibatches
+  of :math:`D_{tr}` (:func:`imaml_jax.minibatches`). Reptile's
+  within-task generalisation comes from the inner steps seeing *different*
+  data (its paper's Sec. 5: the expected inner product of gradients on
+  different minibatches); with :math:`m = 1` every step sees the same
+  support set, and on few examples the inner loop memorises them. Reptile's
+  public code takes minibatches of 10 of the 50 training examples on
+  Omniglot (5 steps, 10 examples per class).
 
   With ``optax.sgd(epsilon)`` the meta-update is Reptile's
   :math:`\theta \leftarrow \theta + \epsilon (\phi - \theta)`; with Adam it is
@@ -361,6 +400,9 @@ def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
     loss_fn: task loss ``loss_fn(params, batch) -> scalar``.
     steps: inner gradient steps on the support loss.
     learning_rate: inner step size.
+    minibatches: :math:`m`, how many disjoint minibatches the support set is
+      split into (it must divide the support size); 1: every step on the
+      whole support set. ``adapt`` (test time) always uses the whole set.
     task_chunk: ``None`` to ``vmap`` over all tasks at once, or how many
       tasks to ``vmap`` per iteration of a ``lax.map`` (same result).
 
@@ -383,9 +425,16 @@ def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
     Nichol, Achiam, Schulman, "On First-Order Meta-Learning Algorithms", 2018.
   """
   solver = solvers_lib.gradient_descent(steps, learning_rate)
+  if not isinstance(minibatches, int) or minibatches < 1:
+    raise ValueError(f"minibatches must be an integer >= 1, got "
+                     f"{minibatches!r}.")
 
   def per_task(theta, task):
-    phi, info = solver(lambda p: loss_fn(p, task.support), theta)
+    if minibatches == 1:
+      phi, info = solver(lambda p: loss_fn(p, task.support), theta)
+    else:
+      phi, info = _minibatch_descent(loss_fn, task.support, theta, steps,
+                                     learning_rate, minibatches)
     query_loss = loss_fn(phi, task.query)
     return (otu.tree_sub(theta, phi),
             _task_metrics(loss_fn, theta, phi, task, info, query_loss))

@@ -66,3 +66,34 @@ def check_tasks(tasks: Task, batched: bool = True) -> None:
     if len(counts) > 1:
       raise ValueError(f"All arrays of a task batch need the same leading task "
                        f"axis; got task counts {sorted(counts)}.")
+
+
+def minibatches(batch: PyTree, count: int) -> PyTree:
+  """``count`` disjoint minibatches of ``batch``, strided over its examples.
+
+  Minibatch ``j`` holds examples ``j, j + count, j + 2 count, ...``: leaves
+  ``(n, ...)`` become ``(count, n // count, ...)``. On a class-major episode
+  (the K examples of each class in a row, as
+  :func:`imaml_jax.data.sample_episodes` draws them) with ``count`` dividing
+  K, every minibatch holds K / count examples of every class.
+
+  Args:
+    batch: a pytree of arrays whose leading axis indexes examples.
+    count: how many minibatches; must divide the number of examples.
+
+  Returns:
+    ``batch`` with a new leading minibatch axis of size ``count``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import imaml_jax
+    >>> imaml_jax.minibatches(jnp.arange(6), 3).tolist()
+    [[0, 3], [1, 4], [2, 5]]
+  """
+  n = jnp.shape(jax.tree.leaves(batch)[0])[0]
+  if not isinstance(count, int) or count < 1 or n % count:
+    raise ValueError(f"count must be a positive integer dividing the "
+                     f"{n} examples, got {count!r}.")
+  return jax.tree.map(
+      lambda a: jnp.swapaxes(a.reshape(n // count, count, *a.shape[1:]), 0, 1),
+      batch)

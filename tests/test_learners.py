@@ -141,6 +141,39 @@ def test_vmap_over_tasks_equals_loop_over_tasks(make):
                                atol=1e-5, err_msg=name)
 
 
+def test_reptile_minibatches_cycle_disjoint_strided_batches():
+  # 6 support examples in 3 minibatches {0, 3}, {1, 4}, {2, 5}; 4 steps take
+  # minibatches 0, 1, 2, 0. One minibatch: every step on the whole set.
+  theta, tasks = regression_tasks(jax.random.key(7))
+  xs = jnp.concatenate([tasks.support.x, tasks.query.x[:, :1]], axis=1)
+  ys = jnp.concatenate([tasks.support.y, tasks.query.y[:, :1]], axis=1)
+  tasks = tasks._replace(support=imaml_jax.Batch(xs, ys))
+  to64 = lambda a: np.asarray(a, np.float64)
+  for count in (1, 3):
+    direction, metrics = jax.jit(imaml_jax.reptile(
+        LOSS, 4, 0.1, minibatches=count))(theta, tasks)
+    expected = []
+    for i in range(T):
+      w = to64(theta)
+      for k in range(4):
+        rows = slice(k % count, None, count)
+        w = w - 0.1 * grad_and_hessian(to64(xs[i, rows]), to64(ys[i, rows]),
+                                       w)[0]
+      expected.append(to64(theta) - w)
+    np.testing.assert_allclose(direction, np.mean(expected, 0), rtol=1e-4,
+                               atol=1e-5, err_msg=f"minibatches={count}")
+    # The loss after is the whole support set's.
+    after = np.mean([np.mean((to64(xs[i]) @ (to64(theta) - e)
+                              - to64(ys[i])) ** 2)
+                     for i, e in enumerate(expected)])
+    np.testing.assert_allclose(metrics["support_loss_after"], after,
+                               rtol=1e-4)
+  with pytest.raises(ValueError, match="dividing the 6 examples"):
+    imaml_jax.reptile(LOSS, 4, 0.1, minibatches=4)(theta, tasks)
+  with pytest.raises(ValueError, match="minibatches"):
+    imaml_jax.reptile(LOSS, 4, 0.1, minibatches=0)
+
+
 def test_imaml_reports_cg_residual_and_composes_with_adam():
   theta, tasks = regression_tasks(jax.random.key(4))
   learner = imaml_jax.imaml(LOSS, imaml_jax.gradient_descent(5, 0.1), lam=1.0,

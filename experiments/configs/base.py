@@ -74,6 +74,9 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   # Support examples per class in training episodes; 0 = shots (K). Reptile's
   # public code trains on 10 whatever K it is evaluated at.
   c.train_shots = 0
+  # Reptile: its inner steps cycle through this many disjoint minibatches of
+  # the training support set (imaml_jax.minibatches); 1 = full batch.
+  c.inner_minibatches = 1
   c.test_inner_steps = 0        # inner (GD or Newton) steps at validation and
                                 # test; 0 = the training ones
   # Stability guards (imaml_jax.StabilityThresholds): flags are printed when
@@ -198,6 +201,7 @@ BEFORE_FIELD = {
     "max_train_minutes": 0.0, "warn_inner_grad_ratio": 0.5,
     "warn_cg_relative_residual": 1.0, "eval_chunk": 100, "source_dir": "",
     "rotations": False, "max_nonfinite_steps": 5, "train_shots": 0,
+    "inner_minibatches": 1,
 }
 
 

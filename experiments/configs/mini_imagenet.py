@@ -36,6 +36,7 @@ def get_config(algorithm: str = "imaml_gd") -> ml_collections.ConfigDict:
   elif algorithm == "reptile":  # Reptile's paper uses Adam inner steps; we SGD
     c.inner_steps, c.inner_lr = 8, 0.01
     c.train_shots = 15          # Reptile's public code (Mini-ImageNet)
+    c.inner_minibatches = 5     # of 15 (theirs: 8 minibatches of 10 of 75)
   else:
     # iMAML: 10 steps (paper). The paper gives no inner learning rate; at
     # initialisation 10 steps of 0.01 leave 3% of G's gradient

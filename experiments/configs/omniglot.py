@@ -32,9 +32,10 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   c.newton_steps = 4 if five_way else 6   # iMAML-HF (base.py, measured)
   if algorithm in ("maml", "fomaml"):   # MAML public code
     c.inner_steps, c.inner_lr = (1, 0.4) if five_way else (5, 0.1)
-  elif algorithm == "reptile":   # Reptile public code: 10 train shots
-    c.inner_steps, c.inner_lr = 5, 0.1
+  elif algorithm == "reptile":   # Reptile public code: 10 train shots,
+    c.inner_steps, c.inner_lr = 5, 0.1   # 5 inner steps on minibatches of 10
     c.train_shots = 10
+    c.inner_minibatches = 5
   else:
     c.inner_steps, c.inner_lr = (16 if five_way else 25), 0.1
   return c

@@ -100,6 +100,13 @@ def test_training_episodes_take_train_shots_and_evaluation_keeps_k():
   tasks = common.training_sampler(c, 3)(jax.random.key(0), images)
   assert tasks.support.x.shape[:2] == (3, 5 * 10)
   assert tasks.query.x.shape[:2] == (3, 5 * c.train_queries)
+  # Its 5 inner steps take minibatches of 10 (Reptile's inner batch), each
+  # with 2 examples of every class.
+  one_task = jax.tree.map(lambda a: a[0], tasks.support)
+  labels = imaml_jax.minibatches(one_task, c.inner_minibatches).y
+  assert labels.shape == (5, 10)
+  for batch in labels:
+    assert sorted(batch.tolist()) == sorted(list(range(5)) * 2)
   maml = omniglot_config.get_config("5way1shot-maml")   # 0: K in training too
   tasks = common.training_sampler(maml, 3)(jax.random.key(0), images)
   assert tasks.support.x.shape[:2] == (3, 5)

@@ -74,7 +74,12 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert status["status"] == "training" and status["meta_steps"] == 2
   folder2 = os.path.join(results2, CELL)
   assert reproduce.CHECKPOINT in os.listdir(folder2)
-  assert "training: 2 of 6" in results_page.render(results2)
+  so_far = protocol.validation_curve(folder2)[2]
+  line = next(l for l in results_page.render(results2).splitlines()
+              if l.startswith("| MAML | 98.7"))
+  assert "training: 2 of 6" in line
+  assert f"validation {100 * so_far:.2f} at step 2 (best so far)" in line
+  results_page.plot(results2, str(tmp_path / "training.png"))   # dashed curve
   shutil.rmtree(runs2)
   out2 = reproduce.reproduce(CELL, results2, runs2, episodes=10,
                              overrides=tiny(omniglot_data_dir), progress=False)
