@@ -32,10 +32,12 @@ def get_config(arg: str = "5way1shot-imaml_gd") -> ml_collections.ConfigDict:
   c.newton_steps = 4 if five_way else 6   # iMAML-HF (base.py, measured)
   if algorithm in ("maml", "fomaml"):   # MAML public code
     c.inner_steps, c.inner_lr = (1, 0.4) if five_way else (5, 0.1)
-  elif algorithm == "reptile":   # Reptile public code: 10 train shots,
-    c.inner_steps, c.inner_lr = 5, 0.1   # 5 inner steps on minibatches of 10
+  elif algorithm == "reptile":
+    # Reptile's public code: 10 training examples per class, one pass over
+    # them in minibatches of 10 (5-way) or 20 (20-way).
     c.train_shots = 10
-    c.inner_minibatches = 5
+    c.inner_steps = c.inner_minibatches = 5 if five_way else 10
+    c.inner_lr = 0.1
   else:
     c.inner_steps, c.inner_lr = (16 if five_way else 25), 0.1
   return c
