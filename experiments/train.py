@@ -25,6 +25,7 @@ docs/distributed.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -164,8 +165,11 @@ def _monitor(c, log: _Log):
   were skipped as non-finite (the parameters are those of the last finite
   step, and so is every checkpoint).
   """
+  # Only iMAML's inner loop is a solve that should converge; MAML's, first-
+  # order MAML's and Reptile's take a few steps by design.
   thresholds = imaml_jax.StabilityThresholds(
-      inner_grad_ratio=c.warn_inner_grad_ratio,
+      inner_grad_ratio=(c.warn_inner_grad_ratio
+                        if c.algorithm.startswith("imaml") else math.inf),
       cg_relative_residual=c.warn_cg_relative_residual)
   raised = {}   # flag -> step it was first raised, while it stays raised
   shown = ("query_loss", "query_accuracy", "support_loss_after",

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from experiments import train
 from experiments.configs import omniglot as omniglot_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -150,3 +151,27 @@ def test_non_finite_training_stops_with_one_line_and_finite_checkpoints(
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["nonfinite_in_a_row_max"] for r in rows] == [1.0, 2.0, 3.0]
   assert all("nonfinite_steps" in r["flags"] for r in rows)
+
+
+def test_only_imaml_inner_solves_are_flagged_unconverged():
+  """MAML's, first-order MAML's and Reptile's inner loops are a few steps by
+  design: a large final-over-initial gradient ratio is flagged for iMAML only."""
+  class Log:
+    def __init__(self):
+      self.lines = []
+
+    def show(self, line):
+      self.lines.append(line)
+
+    def write(self, kind, step, metrics):
+      del kind, step, metrics
+
+  for algorithm, flagged in (("imaml_gd", True), ("imaml_hf", True),
+                             ("maml", False), ("reptile", False)):
+    log = Log()
+    on_log = train._monitor(
+        omniglot_config.get_config(f"5way1shot-{algorithm}"), log)
+    on_log(50, {"seconds_per_step": 0.1, "inner_grad_ratio_max": 0.9})
+    assert any("inner solve not converged" in line
+               for line in log.lines) == flagged, algorithm
+
