@@ -352,10 +352,11 @@ def _minibatch_descent(loss_fn: LossFn, support: PyTree, init: PyTree,
   """Gradient descent whose step k takes minibatch k mod ``count`` of ``support``.
 
   Its :class:`~imaml_jax.solvers.SolverInfo` holds the minibatch losses and
-  gradient norms before each step, and the whole support set's loss and
-  gradient norm at the end; ``losses[0]``, the loss at ``init`` on minibatch
-  0 (a stratified subsample), stands for the support loss there without
-  another pass over the whole set.
+  gradient norms before each step and the whole support set's loss at the
+  end. Two fields stand in for what would cost another gradient of the whole
+  set (as much as all the steps together): ``losses[0]``, the loss at
+  ``init`` on minibatch 0 (a stratified subsample), for the support loss
+  there, and ``grad_norm``, the last step's minibatch gradient norm.
   """
   batches = tasks_lib.minibatches(support, count)
   value_and_grad = jax.value_and_grad(loss_fn)
@@ -366,12 +367,11 @@ def _minibatch_descent(loss_fn: LossFn, support: PyTree, init: PyTree,
     return (otu.tree_add_scale(params, -learning_rate, grad),
             (loss, otu.tree_norm(grad)))
 
-  params, history = jax.lax.scan(step, init, jnp.arange(steps))
-  loss, grad = value_and_grad(params, support)
+  params, (losses, grad_norms) = jax.lax.scan(step, init, jnp.arange(steps))
   return params, solvers_lib.SolverInfo(
-      loss=loss, grad_norm=otu.tree_norm(grad),
-      steps=jnp.asarray(steps, jnp.int32), losses=history[0],
-      grad_norms=history[1])
+      loss=loss_fn(params, support), grad_norm=grad_norms[-1],
+      steps=jnp.asarray(steps, jnp.int32), losses=losses,
+      grad_norms=grad_norms)
 
 
 def reptile(loss_fn: LossFn, steps: int, learning_rate: float,
