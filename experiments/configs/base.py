@@ -133,6 +133,7 @@ _AT_LEAST = {   # field: smallest allowed value
     "cpu_devices": 0, "num_devices": 0, "task_chunk": 0,
     "keep_checkpoint_every": 0, "test_inner_steps": 0, "max_train_minutes": 0,
     "max_nonfinite_steps": 1, "image_size": 4, "filters": 1, "train_shots": 0,
+    "inner_minibatches": 1,
 }
 _POSITIVE = ("lam", "meta_lr", "inner_lr", "adam_eps")
 # The smallest split's classes and the examples per class of each data set.
@@ -182,6 +183,10 @@ def check(c: ml_collections.ConfigDict) -> None:
       if shots + c[field] > _PER_CLASS[dataset]:
         bad(field, f"shots + {field} must be at most {_PER_CLASS[dataset]}, "
                    f"the examples per class of {dataset}")
+  support = c.get("ways", 1) * (c.get("train_shots") or c.get("shots", 1))
+  if c.get("algorithm") == "reptile" and support % c.get("inner_minibatches", 1):
+    bad("inner_minibatches", f"must divide the {support} training support "
+                             f"examples (ways x train_shots)")
   devices = c.get("cpu_devices", 0) or c.get("num_devices", 1)
   if devices and c.get("meta_batch", 1) % devices:
     field = "cpu_devices" if c.get("cpu_devices", 0) else "num_devices"

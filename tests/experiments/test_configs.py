@@ -29,7 +29,9 @@ def test_building_every_config_imports_neither_jax_nor_tfds_nor_orbax():
     (["--config.lam=-1"], "lam"), (["--config.ways=0"], "ways"),
     (["--config.meta_batch=9", "--config.cpu_devices=2"], "meta_batch"),
     (["--config.system=exakt"], "system"),
-    (["--config.train_queries=20"], "train_queries")])
+    (["--config.train_queries=20"], "train_queries"),
+    (["--config=experiments/configs/omniglot.py:5way1shot-reptile",
+      "--config.inner_minibatches=3"], "inner_minibatches")])
 def test_bad_config_values_are_one_line_and_exit_status_2(tmp_path, flags,
                                                           field):
   cmd = [sys.executable, "-m", "experiments.train", "--workdir",
