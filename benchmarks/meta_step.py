@@ -59,6 +59,7 @@ import optax
 import imaml_jax
 from experiments import common
 from experiments.common import hardware
+from experiments.configs import base
 from experiments.configs import omniglot
 
 ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
@@ -167,7 +168,10 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
     + cg H v products) + 1 query gradient (line-search forward passes not
     counted);
   * MAML: K gradients forward, K HVP-like products back, + 1 query gradient;
-  * FOMAML: K gradients + 1 query gradient; Reptile: K gradients;
+  * FOMAML: K gradients + 1 query gradient; Reptile: K gradients on
+    minibatches of ``ways x train_shots / inner_minibatches`` examples,
+    costed as the K-shot support gradient scaled by the examples (the final
+    forward pass on the whole support set not counted);
 
   times the meta-batch. Sampling, metrics, CG's residual checks and Adam are
   not counted, and Gauss-Newton products are counted as H v products (they
@@ -187,13 +191,16 @@ def model_flops(loss, theta, tasks, a) -> dict[str, float]:
   query = cost(lambda p, b: jax.grad(loss)(p, b), theta, query_batch)
   solve = lambda cg_steps: grad + cg_steps * hv
   gd, hf = cfg["imaml_gd"], cfg["imaml_hf"]
+  reptile_examples = (a.ways * base.train_shots(cfg["reptile"])
+                      / cfg["reptile"].inner_minibatches)
   per_task = {
       "imaml_gd": gd.inner_steps * grad + solve(gd.cg_steps) + query,
       "imaml_hf": hf.newton_steps * solve(hf.newton_cg_steps)
                   + solve(hf.cg_steps) + query,
       "maml": cfg["maml"].inner_steps * (grad + hvp) + query,
       "fomaml": cfg["fomaml"].inner_steps * grad + query,
-      "reptile": cfg["reptile"].inner_steps * grad,
+      "reptile": cfg["reptile"].inner_steps * grad * reptile_examples
+                 / (a.ways * a.shots),
   }
   return {k: v * a.meta_batch for k, v in per_task.items()}
 
@@ -291,8 +298,9 @@ def main(argv=None):
 
   model = imaml_jax.omniglot_conv4(a.ways)
   loss = imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))
-  sampler = lambda batch: (lambda k, data=None: synthetic_tasks(
-      k, batch, a.ways, a.shots, a.queries))
+  # Reptile adapts on train_shots (10) examples per class, the others on K.
+  sampler = lambda batch, shots=a.shots: (lambda k, data=None: synthetic_tasks(
+      k, batch, a.ways, shots, a.queries))
   sample = sampler(a.meta_batch)
   mesh = imaml_jax.task_mesh(a.num_devices)
   devices = mesh.shape[imaml_jax.distributed.TASKS]
@@ -310,11 +318,13 @@ def main(argv=None):
   configs = learner_configs(a, a.algorithms.split(","))
   for name, c in configs.items():
     learner = common.build_learner(c, loss)
+    shots = base.train_shots(c)
     compile_s, seconds, flops = time_meta_step(
-        learner, opt, theta, sampler(share), a.repeats,
+        learner, opt, theta, sampler(share, shots), a.repeats,
         mesh if devices > 1 else None)
     row = {
         "algorithm": name, "ways": a.ways, "shots": a.shots,
+        "train_shots": shots,
         "meta_batch": a.meta_batch, "task_chunk": c.task_chunk or None,
         "devices": devices,
         "system": c.system if "imaml" in name else None,
@@ -327,12 +337,14 @@ def main(argv=None):
         "gflops": round(useful[name] / seconds / 1e9, 1),
         "fraction_of_matmul": round(useful[name] / seconds / peak, 3)}
     if a.batching:
-      _, one, _ = time_meta_step(learner, opt, theta, sampler(1), a.repeats)
+      _, one, _ = time_meta_step(learner, opt, theta, sampler(1, shots),
+                                 a.repeats)
       state = imaml_jax.init_train_state(theta, opt)
       key = jax.random.key(2)
 
       def time_loop(on):
-        loop = python_loop_reference(learner, opt, theta, sample,
+        loop = python_loop_reference(learner, opt, theta,
+                                     sampler(a.meta_batch, shots),
                                      a.meta_batch, on)
         jax.block_until_ready(loop(state, key))   # compile
         return median_time(lambda: jax.block_until_ready(loop(state, key)),

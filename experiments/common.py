@@ -157,7 +157,7 @@ def load_images(c, split: str):
                                "the folder of class folders.")
     data = folder.load_folder(split, c.source_dir, c.image_size, c.channels,
                               data_dir, c.split_seed, c.split_fractions)
-    examples = (train_shots(c) + c.train_queries if split == "train"
+    examples = (base.train_shots(c) + c.train_queries if split == "train"
                 else c.shots + max(c.test_queries, c.shots))
     folder.check_for_episodes(data, split, c.ways, examples)
     images = data.images
@@ -178,20 +178,13 @@ def load_images(c, split: str):
   return images
 
 
-def train_shots(c) -> int:
-  """Support examples per class in training episodes (``train_shots``, or K)."""
-  return c.train_shots or c.shots
-
-
 def training_sampler(c, num_tasks: int):
   """``sample(key, images) -> Task``: ``num_tasks`` training episodes of ``c``.
 
-  Each has ``c.ways`` classes of ``train_shots`` support examples
-  (``c.train_shots``, or ``c.shots`` when 0: Reptile's public code adapts on
-  10 examples per class in training whatever K it is evaluated at) and
-  ``c.train_queries`` queries.
+  Each has ``c.ways`` classes of ``base.train_shots(c)`` support examples
+  and ``c.train_queries`` queries.
   """
-  shots = train_shots(c)
+  shots = base.train_shots(c)
 
   def sample(key, images):
     return imaml_jax.sample_episodes(key, images, num_tasks, c.ways, shots,

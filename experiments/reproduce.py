@@ -3,6 +3,8 @@
     python -m experiments.reproduce omniglot-5w1s-imaml_hf [more cells] [--budget_minutes N]
     python -m experiments.reproduce --list            # cells, recipes, status
     python -m experiments.reproduce CELL --session_minutes 20   # 20 more minutes
+    python -m experiments.reproduce CELL --set meta_lr=5e-4 --results R --workdirs W
+        # a variant of the recipe, kept apart from results/ (chosen on validation)
 
 For each named cell (:mod:`experiments.paper`): trains its recipe
 (:data:`RECIPES`: the paper's settings, or a measured CPU budget recipe) in
@@ -111,6 +113,37 @@ def cell_config(name: str,
   c.update(RECIPES.get(name, ({}, ""))[0])
   c.update(overrides or {})
   return c
+
+
+def parse_sets(name: str, sets: Sequence[str]) -> dict:
+  """``{field: value}`` from ``["field=value", ...]`` (``--set`` flags).
+
+  Each value takes the type of the field in the cell's config (``true`` /
+  ``false`` for booleans; an int where the field is a float).
+
+  Raises:
+    ValueError: one line naming the bad item and what was expected.
+  """
+  c = cell_config(name)
+  out = {}
+  for item in sets:
+    field, eq, text = item.partition("=")
+    if not eq or field not in c:
+      raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD a "
+                       f"config field of {name} (e.g. meta_lr=5e-4)")
+    kind = type(c[field])
+    parse = {bool: lambda t: {"true": True, "false": False}[t.lower()],
+             int: lambda t: int(t) if float(t) == int(float(t)) else None,
+             float: float, str: str}.get(kind)
+    try:
+      value = parse(text) if parse else None
+    except (KeyError, ValueError, OverflowError):
+      value = None
+    if value is None:
+      raise ValueError(f"--set {item!r}: expected a value of type "
+                       f"{kind.__name__} for {field}, got {text!r}")
+    out[field] = value
+  return out
 
 
 def _slim_curve(src: str, dst: str) -> None:
@@ -233,7 +266,8 @@ def main(argv: Sequence[str]):
     print("\n".join(status(f.results)))
     return
   try:
-    configs = [cell_config(n) for n in names]
+    overrides = {n: parse_sets(n, f.set) for n in names}
+    configs = [cell_config(n, overrides[n]) for n in names]
     for c in configs:
       config_base.check(c)
   except ValueError as e:   # one line, before anything compiles
@@ -242,7 +276,8 @@ def main(argv: Sequence[str]):
   train.split_cpu(max(c.cpu_devices for c in configs))
   for name in names:
     reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
-              progress=f.progress, session_minutes=f.session_minutes)
+              overrides[name], progress=f.progress,
+              session_minutes=f.session_minutes)
 
 
 if __name__ == "__main__":
@@ -255,4 +290,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("results", RESULTS, "Folder of stored cells.")
   flags.DEFINE_string("workdirs", WORKDIRS, "Folder of the training runs.")
   flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.DEFINE_multi_string("set", [], "FIELD=VALUE on top of the cell's "
+                            "recipe (a variant: give it its own --results "
+                            "and --workdirs).")
   app.run(main)

@@ -201,7 +201,8 @@ def plot(results: str, path: str) -> None:
   ax.set_xlim(-0.6, len(names) - 0.4)
   ax.set_ylabel("test accuracy (%)")
   ax.set_title("ours against the paper")
-  ax.legend(fontsize=8)
+  if names:   # no cell done yet: nothing to label
+    ax.legend(fontsize=8)
   for ax, (dataset, setting) in zip(axes[1:], settings):
     for name, r in every.items():
       if (r["dataset"], r["setting"]) != (dataset, setting):

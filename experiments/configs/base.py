@@ -141,6 +141,15 @@ _CLASSES = {"omniglot": 100, "mini_imagenet": 16}
 _PER_CLASS = {"omniglot": 20, "mini_imagenet": 600}
 
 
+def train_shots(c: ml_collections.ConfigDict) -> int:
+  """Support examples per class in training episodes: ``train_shots``, or K.
+
+  Reptile's public code adapts on 10 examples per class in training whatever
+  K it is evaluated at; every other recipe trains on K (``train_shots = 0``).
+  """
+  return c.get("train_shots") or c.get("shots", 1)
+
+
 def check(c: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the first bad field, its value and the rule.
 
@@ -178,12 +187,11 @@ def check(c: ml_collections.ConfigDict) -> None:
       bad("ways", f"must be at most {_CLASSES[dataset]}, the classes of "
                   f"{dataset}'s smallest split")
     for field in ("train_queries", "test_queries"):
-      shots = (c.get("train_shots") or c.shots) if field == "train_queries" \
-          else c.shots
+      shots = train_shots(c) if field == "train_queries" else c.shots
       if shots + c[field] > _PER_CLASS[dataset]:
         bad(field, f"shots + {field} must be at most {_PER_CLASS[dataset]}, "
                    f"the examples per class of {dataset}")
-  support = c.get("ways", 1) * (c.get("train_shots") or c.get("shots", 1))
+  support = c.get("ways", 1) * train_shots(c)
   if c.get("algorithm") == "reptile" and support % c.get("inner_minibatches", 1):
     bad("inner_minibatches", f"must divide the {support} training support "
                              f"examples (ways x train_shots)")

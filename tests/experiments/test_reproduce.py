@@ -5,6 +5,7 @@ import os
 import shutil
 
 import chex
+import pytest
 
 from experiments import evaluate
 from experiments import paper
@@ -97,3 +98,18 @@ def test_committed_results_page_and_readme_rows_are_a_fresh_render():
     readme = f.read()
   assert results_page.with_headline(readme, results) == readme, (
       "README's result rows are stale: run python -m experiments.results_page")
+
+
+def test_set_flags_take_the_fields_types_and_reject_bad_items_in_one_line():
+  assert reproduce.parse_sets(CELL, ["meta_lr=5e-4", "meta_batch=16",
+                                     "rotations=false"]) == {
+      "meta_lr": 5e-4, "meta_batch": 16, "rotations": False}
+  assert type(reproduce.parse_sets(CELL, ["meta_lr=1"])["meta_lr"]) is float
+  c = reproduce.cell_config(CELL, reproduce.parse_sets(CELL, ["meta_lr=5e-4"]))
+  assert c.meta_lr == 5e-4 and c.meta_batch == reproduce.cell_config(
+      CELL).meta_batch
+  for bad, says in [("meta_batch=1.5", "type int"), ("no_such=1", "FIELD"),
+                    ("meta_lr", "FIELD=VALUE"), ("rotations=yes", "type bool")]:
+    with pytest.raises(ValueError, match=says) as e:
+      reproduce.parse_sets(CELL, [bad])
+    assert "\n" not in str(e.value)
