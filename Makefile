@@ -31,7 +31,7 @@ train: $(STAMP)
 	$(PY) -m experiments.evaluate --workdir $(TRAIN_WORKDIR)
 
 test: $(STAMP)
-	IMAML_NOTEBOOK_QUICK=1 $(PY) -m pytest -q -n 2
+	IMAML_NOTEBOOK_QUICK=1 $(PY) -m pytest -q -n 2 --durations=25
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

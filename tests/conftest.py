@@ -1,7 +1,23 @@
 """Shared fixtures (helpers that tests import live in helpers.py)."""
 
+import os
+
 import jax
 import pytest
+
+# One persistent XLA compilation cache for the whole run: the pytest-xdist
+# workers, the training subprocesses and the notebook kernels (which inherit
+# this environment) compile many of the same steps; each is compiled once.
+# Executables only, keyed by computation, flags and jax version: results are
+# unchanged.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 # The tests check the mathematics to tight tolerances; accelerators default to
 # reduced-precision (TF32) float32 matmuls and convolutions, so ask for full
