@@ -126,34 +126,9 @@ def cell_config(name: str,
 
 
 def parse_sets(name: str, sets: Sequence[str]) -> dict:
-  """``{field: value}`` from ``["field=value", ...]`` (``--set`` flags).
-
-  Each value takes the type of the field in the cell's config (``true`` /
-  ``false`` for booleans; an int where the field is a float).
-
-  Raises:
-    ValueError: one line naming the bad item and what was expected.
-  """
-  c = cell_config(name)
-  out = {}
-  for item in sets:
-    field, eq, text = item.partition("=")
-    if not eq or field not in c:
-      raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD a "
-                       f"config field of {name} (e.g. meta_lr=5e-4)")
-    kind = type(c[field])
-    parse = {bool: lambda t: {"true": True, "false": False}[t.lower()],
-             int: lambda t: int(t) if float(t) == int(float(t)) else None,
-             float: float, str: str}.get(kind)
-    try:
-      value = parse(text) if parse else None
-    except (KeyError, ValueError, OverflowError):
-      value = None
-    if value is None:
-      raise ValueError(f"--set {item!r}: expected a value of type "
-                       f"{kind.__name__} for {field}, got {text!r}")
-    out[field] = value
-  return out
+  """``{field: value}`` from ``["field=value", ...]`` (``--set`` flags),
+  typed by the cell's config (:func:`experiments.configs.base.parse_sets`)."""
+  return config_base.parse_sets(cell_config(name), sets, name)
 
 
 def _slim_curve(src: str, dst: str) -> None:

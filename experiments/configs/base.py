@@ -150,6 +150,47 @@ def train_shots(c: ml_collections.ConfigDict) -> int:
   return c.get("train_shots") or c.get("shots", 1)
 
 
+def parse_sets(c: ml_collections.ConfigDict, sets, what: str = "the config"
+               ) -> dict:
+  """``{field: value}`` from ``["field=value", ...]`` (``--set`` flags).
+
+  Each value takes the type of the field in ``c`` (``true`` / ``false`` for
+  booleans; an int where the field is a float).
+
+  Args:
+    c: the config the values go on top of.
+    sets: ``"FIELD=VALUE"`` strings.
+    what: names ``c`` in errors (e.g. a cell's name).
+
+  Raises:
+    ValueError: one line naming the bad item and what was expected.
+
+  Examples:
+    >>> parse_sets(get_config("maml"), ["meta_lr=5e-4", "cg_steps=1e1"])
+    {'meta_lr': 0.0005, 'cg_steps': 10}
+  """
+  out = {}
+  for item in sets:
+    field, eq, text = item.partition("=")
+    if not eq or field not in c:
+      raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD a "
+                       f"config field of {what} (e.g. meta_lr=5e-4)")
+    kind = type(c[field])
+    parse = {bool: lambda t: {"true": True, "false": False}[t.lower()],
+             int: lambda t: int(float(t)) if float(t) == int(float(t)) else None,
+             float: float, str: str}.get(kind)
+    try:
+      value = parse(text) if parse else None
+    except (KeyError, ValueError, OverflowError):
+      value = None
+    if value is None:
+      raise ValueError(f"--set {item!r}: expected a value of type "
+                       f"{kind.__name__} for {field}, got {text!r}")
+    out[field] = value
+  return out
+
+
+
 def check(c: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the first bad field, its value and the rule.
 
