@@ -212,7 +212,8 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
   out = {"cell": name, "status": "done", **out,
          "trained_meta_steps": step,
          "train_minutes": round(out["train_seconds"] / 60, 1),
-         "recipe": RECIPES.get(name, ({}, "the paper's settings"))[1],
+         "recipe": RECIPES.get(name, ({}, "the paper's settings"))[1]
+                   + (f"; variant: {overrides}" if overrides else ""),
          "differs_from_paper": paper.differences(cell, c),
          "paper": dict(zip(("accuracy", "ci95"), cell.paper))}
   evaluate.save_theta(folder, evaluate.load_run(workdir, chosen).state.params,

@@ -154,8 +154,9 @@ def parse_sets(c: ml_collections.ConfigDict, sets, what: str = "the config"
                ) -> dict:
   """``{field: value}`` from ``["field=value", ...]`` (``--set`` flags).
 
-  Each value takes the type of the field in ``c`` (``true`` / ``false`` for
-  booleans; an int where the field is a float).
+  Each value takes the type of the field in ``c``: ``true`` / ``false`` for
+  a boolean, any number notation for a number (``5e-4``; an int field takes
+  whole numbers only, ``1e4`` included).
 
   Args:
     c: the config the values go on top of.
@@ -188,7 +189,6 @@ def parse_sets(c: ml_collections.ConfigDict, sets, what: str = "the config"
                        f"{kind.__name__} for {field}, got {text!r}")
     out[field] = value
   return out
-
 
 
 def check(c: ml_collections.ConfigDict) -> None:

@@ -50,6 +50,7 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert stored["protocol"]["checkpoint"] == "validation"
   assert stored["episodes"] == 10
   assert stored["differs_from_paper"]["meta_batch"] == [2, 32]
+  assert "variant: " in stored["recipe"] and "'meta_batch': 2" in stored["recipe"]
   for key in ("accuracy", "ci95", "meta_batch", "train_minutes", "hardware",
               "date", "commit", "recipe"):
     assert key in stored
