@@ -178,7 +178,7 @@ def parse_sets(c: ml_collections.ConfigDict, sets, what: str = "the config"
                        f"config field of {what} (e.g. meta_lr=5e-4)")
     kind = type(c[field])
     parse = {bool: lambda t: {"true": True, "false": False}[t.lower()],
-             int: lambda t: int(float(t)) if float(t) == int(float(t)) else None,
+             int: lambda t: int(float(t)) if float(t).is_integer() else None,
              float: float, str: str}.get(kind)
     try:
       value = parse(text) if parse else None
