@@ -106,6 +106,18 @@ RECIPES: dict[str, tuple[dict, str]] = {
         "of 2 CG on Gauss-Newton systems, at meta-batch 8 (16), 5 training "
         "queries per class (1), 10,000 meta-steps (20,000) with a "
         "cosine-decayed meta learning rate (constant)"),
+    # The same budget for the 20-way baselines, so that the accuracy against
+    # training minutes compares like with like.
+    "omniglot-20w1s-imaml_gd": (
+        _CPU_20W1S, "CPU budget recipe: lam 2 and 25 inner GD steps of 0.1 "
+        "as the paper, Gauss-Newton implicit system, at meta-batch 8 (16), 5 "
+        "training queries per class (1), 10,000 meta-steps (20,000) with a "
+        "cosine-decayed meta learning rate (constant)"),
+    "omniglot-20w1s-maml": (
+        _CPU_20W1S, "CPU budget recipe: 5 inner steps of 0.1 as MAML's "
+        "code, at meta-batch 8 (16), 5 training queries per class (1), "
+        "10,000 meta-steps (60,000) with a cosine-decayed meta learning rate "
+        "(constant)"),
     # The project's Reptile config, no override; its recipe differs from
     # Reptile's public code (Nichol et al. 2018) in the optimizers and batch.
     "omniglot-5w1s-reptile": (
