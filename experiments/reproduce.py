@@ -170,8 +170,8 @@ def _seed_workdir(folder: str, workdir: str, c) -> None:
   with open(os.path.join(folder, CHECKPOINT), "rb") as f:
     state = common.state_from_bytes(like, f.read())
   os.makedirs(workdir, exist_ok=True)
-  shutil.copy(os.path.join(folder, "metrics.jsonl"),
-              os.path.join(workdir, "metrics.jsonl"))
+  for name in ("metrics.jsonl", "config.json"):   # the resume checks the latter
+    shutil.copy(os.path.join(folder, name), os.path.join(workdir, name))
   manager = common.checkpoint_manager(workdir)
   manager.save(int(state.step), args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
@@ -285,9 +285,13 @@ def main(argv: Sequence[str]):
     sys.exit(2)
   train.split_cpu(max(c.cpu_devices for c in configs))
   for name in names:
-    reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
-              overrides[name], progress=f.progress,
-              session_minutes=f.session_minutes)
+    try:
+      reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
+                overrides[name], progress=f.progress,
+                session_minutes=f.session_minutes)
+    except train.ResumeMismatch as e:   # before anything compiles
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,56 @@ def cpu_layout(c):
   return c
 
 
+# Fields a resumed run may change: how long it trains, how it is watched and
+# evaluated, its device layout and where its data are. Every other field
+# defines the trajectory and must match the run's config.json.
+RESUMABLE_FIELDS = frozenset({
+    "meta_steps", "max_train_minutes", "log_every", "eval_every",
+    "val_episodes", "checkpoint_every", "keep_checkpoint_every",
+    "test_episodes", "test_inner_steps", "eval_chunk", "warn_inner_grad_ratio",
+    "warn_cg_relative_residual", "max_nonfinite_steps", "cpu_devices",
+    "num_devices", "task_chunk", "data_dir", "source_dir"})
+
+
+class ResumeMismatch(ValueError):
+  """A resume asked for other training settings than the run's own."""
+
+
+def check_resume(c, workdir: str) -> None:
+  """Raises :class:`ResumeMismatch` if ``c`` trains another run than ``workdir``'s.
+
+  Compares ``c`` with ``<workdir>/config.json`` on every field not in
+  :data:`RESUMABLE_FIELDS` (fields only one of them has are skipped), so that
+  a resume that forgot a ``--set`` or ``--config.`` flag stops with one line
+  instead of continuing the run with other settings.
+
+  Examples:
+    >>> import json, tempfile
+    >>> workdir = tempfile.mkdtemp()
+    >>> c = config_base.get_config("imaml_hf")
+    >>> with open(os.path.join(workdir, "config.json"), "w") as f:
+    ...   _ = f.write(c.to_json())
+    >>> c.meta_steps, c.cg_steps = 20_000, 20
+    >>> check_resume(c, workdir)   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    experiments.train.ResumeMismatch: ... other settings: cg_steps=5 there, 20 here; ...
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = json.load(f)
+  now = json.loads(c.to_json())
+  changed = [f"{k}={stored[k]!r} there, {now[k]!r} here"
+             for k in sorted(stored.keys() & now.keys())
+             if k not in RESUMABLE_FIELDS and stored[k] != now[k]]
+  if changed:
+    raise ResumeMismatch(
+        f"{workdir} trained with other settings: {'; '.join(changed)}; "
+        f"resume it with its own settings or choose another workdir")
+
+
 class NonFiniteSteps(RuntimeError):
   """Training stopped: too many meta-steps in a row were not finite."""
 
@@ -255,6 +305,8 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   """
   config_base.check(c)
   c = cpu_layout(c)
+  if resume:
+    check_resume(c, workdir)
   os.makedirs(workdir, exist_ok=True)
   model, loss = common.model_and_loss(c)
   train_images = common.load_images(c, "train")
@@ -335,7 +387,7 @@ def main(argv):
   workdir = f.workdir or os.path.join("runs", f.config.name)
   try:
     train(f.config, workdir, resume=f.resume, progress=f.progress)
-  except folder.FolderError as e:   # a user's folder: before anything compiles
+  except (folder.FolderError, ResumeMismatch) as e:   # before anything compiles
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except NonFiniteSteps as e:

@@ -12,6 +12,7 @@ from experiments import paper
 from experiments import protocol
 from experiments import reproduce
 from experiments import results_page
+from experiments import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CELL = "omniglot-5w1s-maml"
@@ -83,6 +84,11 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert f"validation {100 * so_far:.2f} at step 2 (best so far)" in line
   results_page.plot(results2, str(tmp_path / "training.png"))   # dashed curve
   shutil.rmtree(runs2)
+  # Resuming it with other training settings stops before anything trains.
+  with pytest.raises(train.ResumeMismatch,
+                     match="meta_lr=0.001 there, 0.002 here"):
+    reproduce.reproduce(CELL, results2, runs2, episodes=10, progress=False,
+                        overrides=tiny(omniglot_data_dir, meta_lr=2e-3))
   out2 = reproduce.reproduce(CELL, results2, runs2, episodes=10,
                              overrides=tiny(omniglot_data_dir), progress=False)
   assert reproduce.CHECKPOINT not in os.listdir(folder2)
