@@ -25,8 +25,8 @@ A cell that stops on its wall-clock budget (``--budget_minutes``, counted
 over all sessions) before its meta-steps stores ``checkpoint.msgpack``
 (parameters and optimizer state) instead of results: rerunning the command on
 any machine resumes from it, with the same ``--set`` flags (a resume with
-other training settings stops with one line). Afterwards ``python -m experiments.results_page``
-renders docs/results.md.
+other training settings stops with one line). Afterwards
+``python -m experiments.results_page`` renders docs/results.md.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def check_resume(c, workdir: str) -> None:
   instead of continuing the run with other settings.
 
   Examples:
-    >>> import json, tempfile
+    >>> import tempfile
     >>> workdir = tempfile.mkdtemp()
     >>> c = config_base.get_config("imaml_hf")
     >>> with open(os.path.join(workdir, "config.json"), "w") as f:
