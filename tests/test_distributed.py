@@ -123,7 +123,8 @@ jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
 
 def forced_devices_env(count):
   return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+              XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
+                         f" --xla_force_host_platform_device_count={count}"))
 
 
 def run_forced_devices(script, count, *args):
