@@ -146,11 +146,13 @@ def main(argv=None):
   if a.train_steps:
     phases[f"after {a.train_steps} meta-steps"] = meta_train(loss, theta, train,
                                                              a)
+  # lam is an argument of the jitted function: one compile for every lam.
+  jitted = jax.jit(lambda th, t, lam: measure(loss, th, t, lam, a.max_cg, 16,
+                                              0.1))
   rows = []
   for phase, params in phases.items():
     for lam in a.lam:
-      out = jax.jit(lambda th, t, lam=lam: measure(
-          loss, th, t, lam, a.max_cg, 16, 0.1))(params, tasks)
+      out = jitted(params, tasks, lam)
       min_eig = np.asarray(out["exact"][3])
       for system in SYSTEMS:
         cos, err, err_own, sys_eig, check = (np.asarray(x)

@@ -208,16 +208,17 @@ def test_adaptation(c, loss, p):
   return build_learner(c, loss, test=True).adapt
 
 
-def make_evaluator(c, adapt, loss, queries: int, rotate: bool = False):
+def make_evaluator(c, adapt, loss, queries: int, rotate: bool = False,
+                   chunk: int | None = None):
   """``evaluate(theta, images, key, episodes) -> per-episode accuracy (numpy)``.
 
   Episodes (``queries`` per class, each class rotated by a random multiple of
   90 degrees with ``rotate``) are drawn on device with ``key`` and evaluated
-  ``c.eval_chunk`` (default 100) at a time: ``adapt(theta, support)`` of
-  each, vmapped, then accuracy on its query set. The same key gives the same
-  episodes whatever ``adapt`` is.
+  ``chunk`` (default ``c.eval_chunk``) at a time: ``adapt(theta, support)``
+  of each, vmapped, then accuracy on its query set. The same key and chunk
+  give the same episodes whatever ``adapt`` is.
   """
-  chunk = c.eval_chunk
+  chunk = chunk or c.eval_chunk
 
   @jax.jit
   def one_chunk(theta, images, key):

@@ -334,11 +334,12 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   log = _Log(workdir, progress)
 
   def validate(s):
-    params = s.params
-    if jax.process_count() > 1:   # process 0 alone, on its own copy
-      if not first:
-        return
-      params = jax.tree.map(lambda a: a.addressable_data(0), params)
+    if not first:   # process 0 alone
+      return
+    # On one device, its own copy: replicated over the mesh, every device
+    # would compute the same episodes, and the evaluator would compile
+    # apart from evaluate.py's (the same program but for its sharding).
+    params = jax.tree.map(lambda a: a.addressable_data(0), s.params)
     mean, ci = imaml_jax.mean_ci95(
         evaluate(params, val_images, val_key, c.val_episodes))
     log.write("validation", int(s.step), {"accuracy": mean, "ci95": ci})
