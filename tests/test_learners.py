@@ -146,7 +146,7 @@ def test_vmap_over_tasks_equals_loop_over_tasks(make):
 def test_chunks_that_do_not_divide_the_batch_give_the_same_step():
   # Chunks of 2 of 3 tasks (a lax.map over vmapped chunks, with a remainder);
   # the chunking is the same for every learner, so the cheapest one checks it.
-  model = imaml_jax.Conv4(num_classes=3, filters=4)
+  model = OneBlockConv()
   tasks = tiny_classification_tasks(jax.random.key(2))
   theta = imaml_jax.init_params(model, jax.random.key(3),
                                 tasks.support.x[0])
