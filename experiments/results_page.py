@@ -156,7 +156,10 @@ def render(results: str) -> str:
           "Left: our paper-protocol figure against the paper's, per stored "
           "cell. Right: validation accuracy (wide protocol, on the 100 "
           "validation characters) against training minutes, per setting; "
-          "dashed: cells still training.",
+          "dashed: cells still training. Training minutes are the wall time "
+          "the run logged, including any time its CPU was shared with test "
+          "runs or it was paused (results/CAMPAIGN.md says how much, per "
+          "run).",
           "", "![results](figures/results.png)", "",
           "## Details", "", _protocol_text(stored)]
   return "\n".join(out).rstrip() + "\n"
