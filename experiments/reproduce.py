@@ -127,6 +127,13 @@ RECIPES: dict[str, tuple[dict, str]] = {
         "code, at meta-batch 8 (16), 5 training queries per class (1), "
         "10,000 meta-steps (60,000) with a cosine-decayed meta learning rate "
         "(constant)"),
+    # The cheapest 20-way row (0.18 s per step at meta-batch 16, benchmark):
+    # the first measured cell of the remaining baselines (priority 5).
+    "omniglot-20w1s-fomaml": (
+        _CPU_20W1S, "CPU budget recipe of 20-way MAML: 5 inner steps of 0.1, "
+        "at meta-batch 8 (16), 5 training queries per class (1), 10,000 "
+        "meta-steps (60,000) with a cosine-decayed meta learning rate "
+        "(constant)"),
     # The project's Reptile config, no override; its recipe differs from
     # Reptile's public code (Nichol et al. 2018) in the optimizers and batch.
     "omniglot-5w1s-reptile": (
