@@ -218,6 +218,7 @@ def plot(results: str, path: str) -> None:
              if s in minutes}
       ax.plot([minutes[s] for s in val], [100 * a for a in val.values()],
               marker=".", linestyle="--" if training else "-",
+              color=f"C{list(paper.ALGORITHM_NAMES).index(r['algorithm'])}",
               label=paper.ALGORITHM_NAMES[r["algorithm"]]
               + (" (training)" if training else ""))
     ax.set_xlabel("training minutes")
