@@ -80,6 +80,10 @@ _CPU_20W1S = dict(meta_batch=8, train_queries=5, meta_steps=10_000,
 # with lam 0.5, against 68.99 / 76.29% and a best of 86.92% with the paper's
 # lam 2, at the same cost per step.
 _CPU_20W1S_IMAML = dict(_CPU_20W1S, lam=0.5)
+# How the 20-way budget differs from the paper's, given its meta-steps.
+_CPU_20W1S_WHY = ("at meta-batch 8 (16), 5 training queries per class (1), "
+                  "10,000 meta-steps ({}) with a cosine-decayed meta learning "
+                  "rate (constant)")
 # Validation, checkpoints kept for the validation-chosen checkpoint, devices.
 _INTERVALS = dict(eval_every=1000, val_episodes=300, checkpoint_every=500,
                   keep_checkpoint_every=1000, cpu_devices=2)
@@ -110,30 +114,23 @@ RECIPES: dict[str, tuple[dict, str]] = {
         "meta-steps (the paper's MAML trained 60,000)"),
     "omniglot-20w1s-imaml_hf": (
         _CPU_20W1S_IMAML, "CPU budget recipe: lam 0.5 (2), chosen on "
-        "validation, 6 Newton steps "
-        "of 2 CG on Gauss-Newton systems, at meta-batch 8 (16), 5 training "
-        "queries per class (1), 10,000 meta-steps (20,000) with a "
-        "cosine-decayed meta learning rate (constant)"),
+        "validation, 6 Newton steps of 2 CG on Gauss-Newton systems, "
+        + _CPU_20W1S_WHY.format("20,000")),
     # The same budget for the 20-way baselines, so that the accuracy against
     # training minutes compares like with like.
     "omniglot-20w1s-imaml_gd": (
         _CPU_20W1S_IMAML, "CPU budget recipe: lam 0.5 (2), chosen on "
         "iMAML-HF's validation at this budget, 25 inner GD steps of 0.1 "
-        "as the paper, Gauss-Newton implicit system, at meta-batch 8 (16), 5 "
-        "training queries per class (1), 10,000 meta-steps (20,000) with a "
-        "cosine-decayed meta learning rate (constant)"),
+        "as the paper, Gauss-Newton implicit system, "
+        + _CPU_20W1S_WHY.format("20,000")),
     "omniglot-20w1s-maml": (
         _CPU_20W1S, "CPU budget recipe: 5 inner steps of 0.1 as MAML's "
-        "code, at meta-batch 8 (16), 5 training queries per class (1), "
-        "10,000 meta-steps (60,000) with a cosine-decayed meta learning rate "
-        "(constant)"),
+        "code, " + _CPU_20W1S_WHY.format("60,000")),
     # The cheapest 20-way row (0.18 s per step at meta-batch 16, benchmark):
     # the first measured cell of the remaining baselines (priority 5).
     "omniglot-20w1s-fomaml": (
         _CPU_20W1S, "CPU budget recipe of 20-way MAML: 5 inner steps of 0.1, "
-        "at meta-batch 8 (16), 5 training queries per class (1), 10,000 "
-        "meta-steps (60,000) with a cosine-decayed meta learning rate "
-        "(constant)"),
+        + _CPU_20W1S_WHY.format("60,000")),
     # The project's Reptile config, no override; its recipe differs from
     # Reptile's public code (Nichol et al. 2018) in the optimizers and batch.
     "omniglot-5w1s-reptile": (

@@ -206,6 +206,7 @@ def plot(results: str, path: str) -> None:
   ax.set_title("ours against the paper")
   if names:   # no cell done yet: nothing to label
     ax.legend(fontsize=8)
+  colors = {a: f"C{i}" for i, a in enumerate(paper.ALGORITHM_NAMES)}
   for ax, (dataset, setting) in zip(axes[1:], settings):
     for name, r in every.items():
       if (r["dataset"], r["setting"]) != (dataset, setting):
@@ -218,7 +219,7 @@ def plot(results: str, path: str) -> None:
              if s in minutes}
       ax.plot([minutes[s] for s in val], [100 * a for a in val.values()],
               marker=".", linestyle="--" if training else "-",
-              color=f"C{list(paper.ALGORITHM_NAMES).index(r['algorithm'])}",
+              color=colors[r["algorithm"]],
               label=paper.ALGORITHM_NAMES[r["algorithm"]]
               + (" (training)" if training else ""))
     ax.set_xlabel("training minutes")
