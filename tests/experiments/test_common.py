@@ -1,5 +1,7 @@
 """Config -> components: the authors' recipe switches build what they name."""
 
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -110,3 +112,16 @@ def test_training_episodes_take_train_shots_and_evaluation_keeps_k():
   maml = omniglot_config.get_config("5way1shot-maml")   # 0: K in training too
   tasks = common.training_sampler(maml, 3)(jax.random.key(0), images)
   assert tasks.support.x.shape[:2] == (3, 5)
+
+
+def test_cpu_name_keeps_the_first_processors_family_and_model(tmp_path):
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\ncpu family\t: 23\nmodel\t\t: 1\n"
+                  "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 25\n"
+                  "model\t\t: 17\nmodel name\t: AMD EPYC\n")
+  cores = f"{os.cpu_count()} cores"
+  assert common.cpu_name(str(info)) == f"AMD EPYC (family 23 model 1), {cores}"
+  info.write_text("processor\t: 0\nmodel name\t: Apple M2\n")   # no family
+  assert common.cpu_name(str(info)) == f"Apple M2, {cores}"
+  fallback = common.cpu_name(str(tmp_path / "missing"))
+  assert fallback.endswith(cores) and "family" not in fallback
