@@ -57,7 +57,8 @@ CHECKPOINT = "checkpoint.msgpack"
 # Fields of the training log kept in results/<cell>/metrics.jsonl.
 CURVE_FIELDS = ("kind", "step", "query_accuracy", "query_loss",
                 "seconds_per_step", "meta_grad_norm", "cg_relative_residual",
-                "inner_grad_ratio", "accuracy", "ci95")
+                "inner_grad_ratio", "accuracy", "ci95", "hardware",
+                "devices", "date", "commit")
 
 # The CPU budget recipe measured on 2-core CPUs (docs/stability.md, README):
 # meta-batch 8 split over 2 CPU devices, 5 training queries per class, lam 0.5.

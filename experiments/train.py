@@ -5,7 +5,8 @@
     python -m experiments.train --config ... --workdir runs/x --resume
 
 Writes to ``--workdir`` (default ``runs/<config name>``): ``config.json``,
-``metrics.jsonl`` (one line per logging interval and per validation),
+``metrics.jsonl`` (one line per logging interval and per validation, and a
+``start`` line with the hardware, date and commit at each start or resume),
 TensorBoard events in ``tb/`` and orbax checkpoints in ``checkpoints/``.
 ``--resume`` continues from the last checkpoint and then follows exactly the
 trajectory of an uninterrupted run with the same seed (tasks are drawn from
@@ -355,6 +356,11 @@ def train(c, workdir: str, resume: bool = False, progress: bool = True):
   log.show(f"{c.name}: {c.meta_steps} meta-steps on {common.hardware()}"
            + (f" x {devices} devices{processes} ({per_device} tasks each)"
               if devices > 1 else "") + f", workdir {workdir}")
+  # Which machine and code ran the meta-steps from here: a run resumed on
+  # another host mixes step costs (training minutes are summed from them).
+  log.write("start", int(state.step), {"hardware": common.hardware(),
+                                       "devices": devices,
+                                       **common.provenance()})
   steps, budget = _steps_and_budget(c, state, workdir)
   try:
     state, _ = imaml_jax.run(

@@ -149,6 +149,8 @@ def test_non_finite_training_stops_with_one_line_and_finite_checkpoints(
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
   assert int(state.opt_state.total_notfinite) == 2
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["kind"] for r in rows] == ["start"] + 3 * ["train"]
+  rows = rows[1:]
   assert [r["nonfinite_in_a_row_max"] for r in rows] == [1.0, 2.0, 3.0]
   assert all("nonfinite_steps" in r["flags"] for r in rows)
 

@@ -7,6 +7,7 @@ import shutil
 import chex
 import pytest
 
+from experiments import common
 from experiments import evaluate
 from experiments import paper
 from experiments import protocol
@@ -94,6 +95,11 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert reproduce.CHECKPOINT not in os.listdir(folder2)
   chex.assert_trees_all_equal(theta(folder), theta(folder2))
   assert out2["accuracy"] == stored["accuracy"]
+  # Its stored curve says where each session's meta-steps ran.
+  starts = [json.loads(l) for l in open(os.path.join(folder2, "metrics.jsonl"))]
+  starts = [r for r in starts if r["kind"] == "start"]
+  assert [r["step"] for r in starts] == [0, 2]
+  assert {r["hardware"] for r in starts} == {common.hardware()}
 
 
 def test_committed_results_page_and_readme_rows_are_a_fresh_render():
