@@ -323,6 +323,24 @@ def train_curve(workdir: str) -> tuple[list[int], list[float], list[float]]:
   return steps, acc, seconds
 
 
+def training_hosts(workdir: str) -> list[tuple[int, str]]:
+  """``[(step, hardware)]``: where each start or resume of a run began.
+
+  From the ``start`` rows of ``metrics.jsonl`` (runs since 2026-12-02; older
+  runs have none), consecutive starts on the same hardware merged.
+  """
+  hosts = []
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        row = json.loads(line)
+        if row.get("kind") == "start" and (
+            not hosts or hosts[-1][1] != row["hardware"]):
+          hosts.append((int(row["step"]), row["hardware"]))
+  return hosts
+
+
 def train_seconds(workdir: str) -> float | None:
   """Training wall time of a run's meta-steps so far (None without metrics)."""
   if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):

@@ -43,6 +43,7 @@ def load(results: str) -> dict[str, dict]:
     if os.path.exists(path):
       with open(path) as f:
         out[cell.name] = json.load(f)
+      out[cell.name]["training_hosts"] = common.training_hosts(folder)
     elif os.path.exists(os.path.join(folder, reproduce.CHECKPOINT)):
       steps = common.train_curve(folder)[0]
       with open(os.path.join(folder, "config.json")) as f:
@@ -66,6 +67,16 @@ def _differs(r: dict) -> str:
                    in r["differs_from_paper"].items()) or "none"
 
 
+def _hardware(r: dict) -> str:
+  """The stored hardware, or each host with the step its meta-steps began at
+  when the run moved between hosts (its minutes mix their step costs)."""
+  hosts = r.get("training_hosts", [])
+  if len({h for _, h in hosts}) < 2:
+    return r["hardware"]
+  return "trained on " + ", then ".join(f"{h} from step {s:,}"
+                                        for s, h in hosts)
+
+
 def row(cell: paper.Cell, r: dict | None) -> str:
   """One table row: the paper's figure beside ours (or the cell's status)."""
   head = f"| {paper.ALGORITHM_NAMES[cell.algorithm]} | {cell.paper_text} |"
@@ -85,7 +96,7 @@ def row(cell: paper.Cell, r: dict | None) -> str:
           f" {paper.verdict(ours, cell)} |"
           f" {r['meta_steps']:,} of {r.get('trained_meta_steps', r['meta_steps']):,}"
           f" x {r['meta_batch']} |"
-          f" {r['train_minutes']} on {r['hardware']}, {r['date']} |"
+          f" {r['train_minutes']} on {_hardware(r)}, {r['date']} |"
           f" {_differs(r)} | `{r['commit']}` |")
 
 

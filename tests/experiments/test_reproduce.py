@@ -126,3 +126,22 @@ def test_set_flags_take_the_fields_types_and_reject_bad_items_in_one_line():
     with pytest.raises(ValueError, match=says) as e:
       reproduce.parse_sets(CELL, [bad])
     assert "\n" not in str(e.value)
+
+
+def test_a_run_resumed_on_another_host_names_each_host_in_its_row(tmp_path):
+  starts = [(0, "CPU: A, 2 cores"), (2000, "CPU: A, 2 cores"),
+            (4000, "CPU: B, 2 cores")]
+  with open(tmp_path / "metrics.jsonl", "w") as f:
+    for step, hardware in starts:
+      f.write(json.dumps({"kind": "start", "step": step,
+                          "hardware": hardware}) + "\n")
+      f.write(json.dumps({"kind": "train", "step": step + 50,
+                          "query_accuracy": 0.5, "seconds_per_step": 1.0})
+              + "\n")
+  hosts = common.training_hosts(str(tmp_path))
+  assert hosts == [(0, "CPU: A, 2 cores"), (4000, "CPU: B, 2 cores")]
+  hardware = results_page._hardware   # pylint: disable=protected-access
+  r = {"hardware": "CPU: B, 2 cores", "training_hosts": hosts}
+  assert hardware(r) == ("trained on CPU: A, 2 cores from step 0, then "
+                         "CPU: B, 2 cores from step 4,000")
+  assert hardware(dict(r, training_hosts=hosts[:1])) == "CPU: B, 2 cores"
