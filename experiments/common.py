@@ -353,9 +353,10 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
   """The CPU model and core count, e.g. 'AMD EPYC (family 23 model 1), 2 cores'.
 
   Virtual machines often report a bare model name ('AMD EPYC') for CPU
-  generations whose speed differs several-fold (on 2026-12-02 a family-23
-  host multiplied 2,048-square matmuls at 67 GFLOP/s, a newer one at 475), so
-  the family and model numbers are kept with it where /proc/cpuinfo has them.
+  generations whose speed differs several-fold (2,048-square float32 matmuls
+  ran at 67 GFLOP/s on a family-23 'AMD EPYC' on 2026-12-02 and at 475 on
+  the 'AMD EPYC' of 2026-12-01), so the family and model numbers are kept
+  with it where /proc/cpuinfo has them.
   """
   try:
     with open(cpuinfo) as f:
