@@ -303,6 +303,15 @@ def state_from_bytes(like: imaml_jax.TrainState,
   return jax.tree.map(jnp.asarray, state)
 
 
+def _metrics_rows(workdir: str, kind: str):
+  """The rows of one ``kind`` in a run's ``metrics.jsonl``, in order."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get("kind") == kind:
+        yield row
+
+
 def train_curve(workdir: str) -> tuple[list[int], list[float], list[float]]:
   """(steps, training accuracies, cumulative training seconds) of a run.
 
@@ -310,16 +319,14 @@ def train_curve(workdir: str) -> tuple[list[int], list[float], list[float]]:
   times its steps (meta-steps only: validation and checkpoints excluded).
   """
   steps, acc, seconds, total, last = [], [], [], 0.0, 0
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      row = json.loads(line)
-      if row.get("kind") != "train" or row["step"] <= last:
-        continue   # a resumed run repeats no step; skip if it ever does
-      total += row["seconds_per_step"] * (row["step"] - last)
-      steps.append(row["step"])
-      acc.append(row["query_accuracy"])
-      seconds.append(total)
-      last = row["step"]
+  for row in _metrics_rows(workdir, "train"):
+    if row["step"] <= last:
+      continue   # a resumed run repeats no step; skip if it ever does
+    total += row["seconds_per_step"] * (row["step"] - last)
+    steps.append(row["step"])
+    acc.append(row["query_accuracy"])
+    seconds.append(total)
+    last = row["step"]
   return steps, acc, seconds
 
 
@@ -330,14 +337,10 @@ def training_hosts(workdir: str) -> list[tuple[int, str]]:
   runs have none), consecutive starts on the same hardware merged.
   """
   hosts = []
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        row = json.loads(line)
-        if row.get("kind") == "start" and (
-            not hosts or hosts[-1][1] != row["hardware"]):
-          hosts.append((int(row["step"]), row["hardware"]))
+  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    for row in _metrics_rows(workdir, "start"):
+      if not hosts or hosts[-1][1] != row["hardware"]:
+        hosts.append((int(row["step"]), row["hardware"]))
   return hosts
 
 
