@@ -102,14 +102,15 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
   # the canonical download; resolved when the data are loaded, so building a
   # config reads no disk and imports nothing heavy.
   c.source_dir = ""
-  # Your own images (dataset="folder"; experiments/configs/folder.py): the
-  # image size and channels they are made, the Conv4's filters and pooling
-  # (stride-2 convs, Omniglot's, or 2x2 max-pools), and the one-folder
-  # layout's class split. Omniglot and Mini-ImageNet fix their own.
-  c.image_size = 28
-  c.channels = 1                # 1 grey | 3 RGB
+  # The Conv4 of every data set: its filters per conv and its downsampling
+  # (stride-2 convs, Omniglot's, or 2x2 max-pools, Mini-ImageNet's config's).
   c.filters = 64
   c.max_pool = False
+  # Your own images (dataset="folder"; experiments/configs/folder.py): the
+  # image size and channels they are made, and the one-folder layout's class
+  # split. Omniglot and Mini-ImageNet fix their own.
+  c.image_size = 28
+  c.channels = 1                # 1 grey | 3 RGB
   c.split_seed = 0
   c.split_fractions = (0.6, 0.2, 0.2)   # train, validation, test
   return c
@@ -255,7 +256,7 @@ BEFORE_FIELD = {
     "max_train_minutes": 0.0, "warn_inner_grad_ratio": 0.5,
     "warn_cg_relative_residual": 1.0, "eval_chunk": 100, "source_dir": "",
     "rotations": False, "max_nonfinite_steps": 5, "train_shots": 0,
-    "inner_minibatches": 1,
+    "inner_minibatches": 1, "filters": 64, "max_pool": False,
 }
 
 
@@ -279,4 +280,10 @@ def upgrade(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       c[field] = value
   if "newton_cg_steps" not in c and "cg_steps" in c:
     c.newton_cg_steps = c.cg_steps
+  # Until 2026-12-02 only folders read filters and max_pool: a Mini-ImageNet
+  # run's config.json held the defaults above, 64 and False, while its model
+  # was MAML's 32 filters with max-pools (that combination is read as such).
+  if (c.get("dataset") == "mini_imagenet"
+      and (c.get("filters"), c.get("max_pool")) == (64, False)):
+    c.filters, c.max_pool = 32, True
   return c

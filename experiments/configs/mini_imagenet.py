@@ -28,6 +28,7 @@ def get_config(algorithm: str = "imaml_gd") -> ml_collections.ConfigDict:
   c.train_queries = 15
   c.test_queries = 15
   c.rotations = False
+  c.filters, c.max_pool = 32, True   # the Conv4 of MAML's code (84x84 RGB)
   c.meta_batch = 4              # MAML public code
   c.meta_steps = 60_000         # MAML public code (iterations)
   c.lam = 0.5                   # paper, Sec. 5

@@ -5,6 +5,7 @@ import os
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -40,6 +41,30 @@ def test_pull_back_inner_loop_and_xavier_init_are_built_from_the_config():
   learner = common.build_learner(c, loss)
   assert isinstance(learner.adapt.solver,
                     imaml_jax.solvers.PullBackGradientDescent)
+
+
+def test_every_data_set_builds_the_conv4_its_config_names():
+  from experiments.configs import base
+  from experiments.configs import mini_imagenet as mi_config
+  count = lambda m, shape: sum(p.size for p in jax.tree.leaves(
+      imaml_jax.init_params(m, jax.random.key(0), jnp.zeros(shape))))
+  omniglot = omniglot_config.get_config("5way1shot-maml")
+  mini = mi_config.get_config("maml")
+  for c, shape, paper in [(omniglot, (1, 28, 28, 1), imaml_jax.omniglot_conv4),
+                          (mini, (1, 84, 84, 3), imaml_jax.mini_imagenet_conv4)]:
+    model, _ = common.model_and_loss(c)
+    assert model == paper(5)   # the defaults: MAML's Conv4 of the data set
+    c.filters = 8
+    model, _ = common.model_and_loss(c)
+    assert count(model, shape) < count(paper(5), shape) / 10
+  # A config.json from before every data set read these fields: Omniglot's
+  # lacked them, Mini-ImageNet's held 64 and False for MAML's 32 and max-pools.
+  old = omniglot.to_dict()
+  del old["filters"], old["max_pool"]
+  assert base.upgrade(ml_collections.ConfigDict(old)).filters == 64
+  old = dict(mini.to_dict(), filters=64, max_pool=False)
+  new = base.upgrade(ml_collections.ConfigDict(old))
+  assert common.model_and_loss(new)[0] == imaml_jax.mini_imagenet_conv4(5)
 
 
 @pytest.mark.parametrize("field,value", [("inner_loop", "newton"),
