@@ -53,7 +53,7 @@ def test_training_and_evaluation_run_with_test_inner_steps(
   c = mi_config.get_config(algorithm)
   c.update(meta_steps=6, meta_batch=2, train_queries=2, test_queries=2,
            log_every=3, eval_every=6, val_episodes=4, checkpoint_every=6,
-           test_episodes=8, eval_chunk=4, test_inner_steps=2,
+           test_episodes=8, eval_chunk=4, test_inner_steps=2, filters=8,
            max_train_minutes=minutes,
            source_dir=source, data_dir=data_dir)
   workdir = tmp_path / algorithm

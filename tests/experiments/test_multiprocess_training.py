@@ -17,9 +17,10 @@ STEPS = 20
 
 
 def command(workdir, data_dir, cpu_devices, resume=False, extra=()):
-  # First-order MAML, one validation at the end: the cheapest step and hooks
-  # to compile, 3 times; what is tested is the processes, not the algorithm.
-  settings = {"meta_steps": STEPS, "meta_batch": 4, "log_every": 5,
+  # First-order MAML with 16 filters, one validation at the end: the cheapest
+  # step and hooks to compile and run, 3 times; what is tested is the
+  # processes, not the algorithm.
+  settings = {"meta_steps": STEPS, "meta_batch": 4, "log_every": 5, "filters": 16,
               "eval_every": STEPS, "val_episodes": 20, "checkpoint_every": 5,
               "cpu_devices": cpu_devices, "data_dir": data_dir}
   return ([sys.executable, "-m", "experiments.train", "--noprogress",
