@@ -50,8 +50,9 @@ def test_every_data_set_builds_the_conv4_its_config_names():
       imaml_jax.init_params(m, jax.random.key(0), jnp.zeros(shape))))
   omniglot = omniglot_config.get_config("5way1shot-maml")
   mini = mi_config.get_config("maml")
-  for c, shape, paper in [(omniglot, (1, 28, 28, 1), imaml_jax.omniglot_conv4),
-                          (mini, (1, 84, 84, 3), imaml_jax.mini_imagenet_conv4)]:
+  for c, shape, paper in [
+      (omniglot, (1, 28, 28, 1), imaml_jax.omniglot_conv4),
+      (mini, (1, 84, 84, 3), imaml_jax.mini_imagenet_conv4)]:
     model, _ = common.model_and_loss(c)
     assert model == paper(5)   # the defaults: MAML's Conv4 of the data set
     c.filters = 8

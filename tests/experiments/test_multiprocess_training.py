@@ -20,9 +20,10 @@ def command(workdir, data_dir, cpu_devices, resume=False, extra=()):
   # First-order MAML with 16 filters, one validation at the end: the cheapest
   # step and hooks to compile and run, 3 times; what is tested is the
   # processes, not the algorithm.
-  settings = {"meta_steps": STEPS, "meta_batch": 4, "log_every": 5, "filters": 16,
-              "eval_every": STEPS, "val_episodes": 20, "checkpoint_every": 5,
-              "cpu_devices": cpu_devices, "data_dir": data_dir}
+  settings = {"meta_steps": STEPS, "meta_batch": 4, "filters": 16,
+              "log_every": 5, "eval_every": STEPS, "val_episodes": 20,
+              "checkpoint_every": 5, "cpu_devices": cpu_devices,
+              "data_dir": data_dir}
   return ([sys.executable, "-m", "experiments.train", "--noprogress",
            "--config", "experiments/configs/omniglot.py:5way1shot-fomaml",
            "--workdir", workdir]

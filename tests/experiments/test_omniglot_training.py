@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def tiny_overrides(data_dir, steps):
   # 16 filters per conv instead of Omniglot's 64: the same pipeline at a
   # quarter of the channels (the suite's time goes to compiling and running).
-  return {"meta_steps": steps, "meta_batch": 4, "log_every": 5, "filters": 16,
+  return {"meta_steps": steps, "meta_batch": 4, "filters": 16, "log_every": 5,
           "eval_every": 1000, "val_episodes": 20, "checkpoint_every": 10,
           "test_episodes": 50, "data_dir": data_dir}
 
@@ -78,7 +78,7 @@ def final_params(workdir):
 
 def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
     omniglot_data_dir, tmp_path):
-  steps = 40   # checkpoints every 10: ample time to kill between them
+  steps = 60   # checkpoints every 10: ample time to kill between them
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   subprocess.run(command(straight, omniglot_data_dir, steps), cwd=REPO,
