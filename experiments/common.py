@@ -128,7 +128,7 @@ def initial_params(c, model, key: jax.Array, x: jax.Array):
 
 def model_and_loss(c):
   """The Conv4 of the config's data set and its cross-entropy loss."""
-  if c.dataset not in ("omniglot", "mini_imagenet", "folder"):
+  if c.dataset not in base.DATASETS:
     raise ValueError(f"unknown dataset {c.dataset!r}.")
   model = imaml_jax.Conv4(c.ways, filters=c.filters, max_pool=c.max_pool)
   return model, imaml_jax.cross_entropy_loss(imaml_jax.apply_fn(model))

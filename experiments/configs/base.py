@@ -10,6 +10,7 @@ import re
 import ml_collections
 
 ALGORITHMS = ("imaml_gd", "imaml_hf", "maml", "fomaml", "reptile")
+DATASETS = ("omniglot", "mini_imagenet", "folder")
 
 
 def parse_setting(arg: str) -> tuple[int, int, str]:
@@ -118,7 +119,7 @@ def get_config(algorithm: str) -> ml_collections.ConfigDict:
 
 _CHOICES = {
     "algorithm": ALGORITHMS,
-    "dataset": ("omniglot", "mini_imagenet", "folder"),
+    "dataset": DATASETS,
     "channels": (1, 3),
     "system": ("exact", "damped", "gauss_newton"),
     "cg_method": ("jax", "truncated"),

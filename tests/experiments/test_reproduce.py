@@ -21,10 +21,10 @@ CELL = "omniglot-5w1s-maml"
 
 def tiny(data_dir, **extra):
   # 16 filters: the cell's pipeline at a quarter of Omniglot's channels.
-  return {"meta_steps": 6, "meta_batch": 2, "log_every": 2, "eval_every": 2,
-          "filters": 16,
-          "val_episodes": 4, "checkpoint_every": 2, "keep_checkpoint_every": 2,
-          "cpu_devices": 0, "eval_chunk": 5, "data_dir": data_dir, **extra}
+  return {"meta_steps": 6, "meta_batch": 2, "filters": 16, "log_every": 2,
+          "eval_every": 2, "val_episodes": 4, "checkpoint_every": 2,
+          "keep_checkpoint_every": 2, "cpu_devices": 0, "eval_chunk": 5,
+          "data_dir": data_dir, **extra}
 
 
 def theta(folder):
