@@ -1,5 +1,6 @@
 """Shared fixtures (helpers that tests import live in helpers.py)."""
 
+import fcntl
 import os
 
 # The suite compiles far more than it runs (tiny models, a few steps each):
@@ -44,10 +45,20 @@ def x64():
 
 @pytest.fixture(scope="session")
 def omniglot_data_dir(tmp_path_factory):
-  """A TFDS data dir with the real Omniglot prepared (from ../shared/data)."""
+  """A TFDS data dir with the real Omniglot prepared (from ../shared/data).
+
+  Prepared once per run: pytest-xdist's workers share it (their base temp
+  folders have one parent), the first to need it preparing it under a file
+  lock (30-45 s on a 2-core host) while the other waits, then reads it.
+  """
   from experiments import common
   from imaml_jax.data import omniglot
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  omniglot.load_omniglot("validation", data_dir=data_dir,
-                         source_dir=common.default_source_dir("omniglot"))
-  return data_dir
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent
+  data_dir = root / "tfds-omniglot"
+  with open(root / "tfds-omniglot.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    omniglot.load_omniglot("validation", data_dir=str(data_dir),
+                           source_dir=common.default_source_dir("omniglot"))
+  return str(data_dir)
