@@ -203,7 +203,8 @@ def load_omniglot(split: str, data_dir: Optional[str] = None,
                   builder_cls: type = Omniglot) -> np.ndarray:
   """A whole split as one array ``(characters, 20, 28, 28)`` of uint8.
 
-  Prepares the dataset on first use (a few seconds from local archives).
+  Prepares the dataset on first use (32,460 PNGs decoded and resized: under
+  a minute from local archives on a 2-core CPU), then reads it in seconds.
 
   Args:
     split: ``"train"``, ``"validation"`` or ``"test"``.
