@@ -49,7 +49,8 @@ def omniglot_data_dir(tmp_path_factory):
 
   Prepared once per run: pytest-xdist's workers share it (their base temp
   folders have one parent), the first to need it preparing it under a file
-  lock (30-45 s on a 2-core host) while the other waits, then reads it.
+  lock (under a minute on a 2-core host) while the other waits, then reads
+  it.
   """
   from experiments import common
   from imaml_jax.data import omniglot
