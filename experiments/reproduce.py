@@ -25,7 +25,10 @@ A cell that stops on its wall-clock budget (``--budget_minutes``, counted
 over all sessions) before its meta-steps stores ``checkpoint.msgpack``
 (parameters and optimizer state) instead of results: rerunning the command on
 any machine resumes from it, with the same ``--set`` flags (a resume with
-other training settings stops with one line). Afterwards
+other training settings stops with one line). When the best validation so far
+is at an earlier kept checkpoint, that one is stored too
+(``best_checkpoint.msgpack``), so that the cell reports the same
+validation-chosen checkpoint whichever machines trained it. Afterwards
 ``python -m experiments.results_page`` renders docs/results.md.
 """
 
@@ -54,6 +57,8 @@ from experiments.configs import base as config_base
 RESULTS = "results"
 WORKDIRS = os.path.join("runs", "cells")
 CHECKPOINT = "checkpoint.msgpack"
+# The kept checkpoint with the best validation so far, when not the latest.
+BEST_CHECKPOINT = "best_checkpoint.msgpack"
 # Fields of the training log kept in results/<cell>/metrics.jsonl.
 CURVE_FIELDS = ("kind", "step", "query_accuracy", "query_loss",
                 "seconds_per_step", "meta_grad_norm", "cg_relative_residual",
@@ -189,19 +194,47 @@ def _slim_curve(src: str, dst: str) -> None:
                 + "\n")
 
 
+def _write_state(path: str, state) -> None:
+  with open(path, "wb") as f:
+    f.write(flax.serialization.to_bytes(jax.device_get(state)))
+
+
+def _store_states(folder: str, workdir: str, state) -> None:
+  """Stores what resumes a stopped run: its latest ``state`` and, when the
+  best validation so far is at an earlier kept checkpoint, that one."""
+  _write_state(os.path.join(folder, CHECKPOINT), state)
+  best_file = os.path.join(folder, BEST_CHECKPOINT)
+  try:
+    best = evaluate.checkpoint_step(workdir, CHECKPOINT_RULE)
+  except ValueError:   # no kept checkpoint has a validation accuracy yet
+    best = int(state.step)
+  if best == int(state.step):
+    if os.path.exists(best_file):
+      os.remove(best_file)
+    return
+  _write_state(best_file, evaluate.load_run(workdir, best).state)
+
+
 def _seed_workdir(folder: str, workdir: str, c) -> None:
-  """Starts ``workdir`` from a stored ``checkpoint.msgpack`` (fresh machine)."""
+  """Starts ``workdir`` from the states :func:`_store_states` stored (a fresh
+  machine): the best kept checkpoint so far, if stored, and the latest."""
   like = common.state_like(c, common.model_and_loss(c)[0])
-  with open(os.path.join(folder, CHECKPOINT), "rb") as f:
-    state = common.state_from_bytes(like, f.read())
+  states = []
+  for name in (BEST_CHECKPOINT, CHECKPOINT):   # in step order, as orbax saves
+    if os.path.exists(os.path.join(folder, name)):
+      with open(os.path.join(folder, name), "rb") as f:
+        states.append(common.state_from_bytes(like, f.read()))
   os.makedirs(workdir, exist_ok=True)
   for name in ("metrics.jsonl", "config.json"):   # the resume checks the latter
     shutil.copy(os.path.join(folder, name), os.path.join(workdir, name))
   manager = common.checkpoint_manager(workdir)
-  manager.save(int(state.step), args=ocp.args.StandardSave(state))
+  for state in states:
+    manager.save(int(state.step), args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
   print(f"{os.path.basename(folder)}: resuming the stored checkpoint at step "
-        f"{int(state.step)}", flush=True)
+        f"{int(states[-1].step)}"
+        + (f" (best validation so far at step {int(states[0].step)})"
+           if len(states) > 1 else ""), flush=True)
 
 
 def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
@@ -248,8 +281,7 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
               os.path.join(folder, "metrics.jsonl"))
   step = int(state.step)
   if step < c.meta_steps:   # budget spent: keep what resumes it
-    with open(os.path.join(folder, CHECKPOINT), "wb") as f:
-      f.write(flax.serialization.to_bytes(jax.device_get(state)))
+    _store_states(folder, workdir, state)
     status = {"cell": name, "status": "training", "meta_steps": step,
               "planned_meta_steps": c.meta_steps}
     print(f"{name}: budget spent at step {step} of {c.meta_steps}; "
@@ -269,8 +301,9 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
                      chosen)
   with open(os.path.join(folder, "results.json"), "w") as f:
     json.dump(out, f, indent=2)
-  if os.path.exists(os.path.join(folder, CHECKPOINT)):
-    os.remove(os.path.join(folder, CHECKPOINT))
+  for stored in (CHECKPOINT, BEST_CHECKPOINT):
+    if os.path.exists(os.path.join(folder, stored)):
+      os.remove(os.path.join(folder, stored))
   return out
 
 

@@ -130,6 +130,37 @@ def test_set_flags_take_the_fields_types_and_reject_bad_items_in_one_line():
     assert "\n" not in str(e.value)
 
 
+def test_the_validation_chosen_checkpoint_travels_with_a_stopped_cell(
+    omniglot_data_dir, tmp_path):
+  results, runs = str(tmp_path / "results"), str(tmp_path / "runs")
+  folder, workdir = os.path.join(results, CELL), os.path.join(runs, CELL)
+
+  def run(**kw):
+    return reproduce.reproduce(CELL, results, runs, episodes=4, progress=False,
+                               overrides=tiny(omniglot_data_dir), **kw)
+
+  assert run(session_minutes=1e-6)["meta_steps"] == 2
+  assert reproduce.BEST_CHECKPOINT not in os.listdir(folder)   # 2 is latest
+  # Step 2 becomes the best validation so far, whatever the tiny net scored.
+  path = os.path.join(workdir, "metrics.jsonl")
+  rows = [json.loads(l) for l in open(path)]
+  with open(path, "w") as f:
+    for r in rows:
+      if r["kind"] == "validation" and r["step"] == 2:
+        r["accuracy"] = 1.0
+      f.write(json.dumps(r) + "\n")
+  assert run(session_minutes=1e-6)["meta_steps"] == 4
+  assert reproduce.BEST_CHECKPOINT in os.listdir(folder)
+  at_2 = evaluate.load_run(workdir, 2).state
+  shutil.rmtree(runs)   # a fresh machine: only results/ travels
+  out = run()
+  # The finished cell reports step 2, as on the machine that trained it.
+  assert out["meta_steps"] == 2 and out["trained_meta_steps"] == 6
+  chex.assert_trees_all_equal(theta(folder), at_2.params)
+  assert sorted(os.listdir(folder)) == ["config.json", "metrics.jsonl",
+                                        "results.json", "theta.msgpack"]
+
+
 def test_a_run_resumed_on_another_host_names_each_host_in_its_row(tmp_path):
   starts = [(0, "CPU: A, 2 cores"), (2000, "CPU: A, 2 cores"),
             (4000, "CPU: B, 2 cores")]
