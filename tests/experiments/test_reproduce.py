@@ -71,8 +71,7 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   verdict = paper.verdict(100 * stored["accuracy"], paper.parse_cell(CELL))
   assert f"| {verdict} |" in line and "meta_batch 2 (32)" in line
 
-  # A budget stop stores a checkpoint; a fresh machine (no runs/) resumes it
-  # and ends where the uninterrupted run ended.
+  # A budget stop stores a checkpoint; a fresh machine (no runs/) resumes it.
   results2, runs2 = str(tmp_path / "results2"), str(tmp_path / "runs2")
   status = reproduce.reproduce(
       CELL, results2, runs2, episodes=10, progress=False,
@@ -86,21 +85,43 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert "training: 2 of 6" in line
   assert f"validation {100 * so_far:.2f} at step 2 (best so far)" in line
   results_page.plot(results2, str(tmp_path / "training.png"))   # dashed curve
+  # Make step 2 the best validation so far, whatever the tiny net scored: the
+  # best kept checkpoint must travel with the cell as well (below).
+  path = os.path.join(folder2, "metrics.jsonl")
+  rows = [json.loads(l) for l in open(path)]
+  with open(path, "w") as f:
+    for r in rows:
+      if r["kind"] == "validation" and r["step"] == 2:
+        r["accuracy"] = 1.0
+      f.write(json.dumps(r) + "\n")
   shutil.rmtree(runs2)
   # Resuming it with other training settings stops before anything trains.
   with pytest.raises(train.ResumeMismatch,
                      match="meta_lr=0.001 there, 0.002 here"):
     reproduce.reproduce(CELL, results2, runs2, episodes=10, progress=False,
                         overrides=tiny(omniglot_data_dir, meta_lr=2e-3))
+  # A stop at step 4 stores step 2 beside the latest; a second fresh machine
+  # still reports step 2.
+  status = reproduce.reproduce(
+      CELL, results2, runs2, episodes=10, progress=False,
+      overrides=tiny(omniglot_data_dir), session_minutes=1e-6)
+  assert status["meta_steps"] == 4
+  assert reproduce.BEST_CHECKPOINT in os.listdir(folder2)
+  at_2 = evaluate.load_run(os.path.join(runs2, CELL), 2).state.params
+  shutil.rmtree(runs2)
   out2 = reproduce.reproduce(CELL, results2, runs2, episodes=10,
                              overrides=tiny(omniglot_data_dir), progress=False)
-  assert reproduce.CHECKPOINT not in os.listdir(folder2)
-  chex.assert_trees_all_equal(theta(folder), theta(folder2))
-  assert out2["accuracy"] == stored["accuracy"]
+  assert sorted(os.listdir(folder2)) == sorted(os.listdir(folder))
+  assert out2["meta_steps"] == 2 and out2["trained_meta_steps"] == 6
+  chex.assert_trees_all_equal(theta(folder2), at_2)
+  # Twice moved, training ended where the uninterrupted run ended.
+  chex.assert_trees_all_equal(
+      evaluate.load_run(os.path.join(runs, CELL), 6).state,
+      evaluate.load_run(os.path.join(runs2, CELL), 6).state)
   # Its stored curve says where each session's meta-steps ran.
   starts = [json.loads(l) for l in open(os.path.join(folder2, "metrics.jsonl"))]
   starts = [r for r in starts if r["kind"] == "start"]
-  assert [r["step"] for r in starts] == [0, 2]
+  assert [r["step"] for r in starts] == [0, 2, 4]
   assert {r["hardware"] for r in starts} == {common.hardware()}
 
 
@@ -128,37 +149,6 @@ def test_set_flags_take_the_fields_types_and_reject_bad_items_in_one_line():
     with pytest.raises(ValueError, match=says) as e:
       reproduce.parse_sets(CELL, [bad])
     assert "\n" not in str(e.value)
-
-
-def test_the_validation_chosen_checkpoint_travels_with_a_stopped_cell(
-    omniglot_data_dir, tmp_path):
-  results, runs = str(tmp_path / "results"), str(tmp_path / "runs")
-  folder, workdir = os.path.join(results, CELL), os.path.join(runs, CELL)
-
-  def run(**kw):
-    return reproduce.reproduce(CELL, results, runs, episodes=4, progress=False,
-                               overrides=tiny(omniglot_data_dir), **kw)
-
-  assert run(session_minutes=1e-6)["meta_steps"] == 2
-  assert reproduce.BEST_CHECKPOINT not in os.listdir(folder)   # 2 is latest
-  # Step 2 becomes the best validation so far, whatever the tiny net scored.
-  path = os.path.join(workdir, "metrics.jsonl")
-  rows = [json.loads(l) for l in open(path)]
-  with open(path, "w") as f:
-    for r in rows:
-      if r["kind"] == "validation" and r["step"] == 2:
-        r["accuracy"] = 1.0
-      f.write(json.dumps(r) + "\n")
-  assert run(session_minutes=1e-6)["meta_steps"] == 4
-  assert reproduce.BEST_CHECKPOINT in os.listdir(folder)
-  at_2 = evaluate.load_run(workdir, 2).state
-  shutil.rmtree(runs)   # a fresh machine: only results/ travels
-  out = run()
-  # The finished cell reports step 2, as on the machine that trained it.
-  assert out["meta_steps"] == 2 and out["trained_meta_steps"] == 6
-  chex.assert_trees_all_equal(theta(folder), at_2.params)
-  assert sorted(os.listdir(folder)) == ["config.json", "metrics.jsonl",
-                                        "results.json", "theta.msgpack"]
 
 
 def test_a_run_resumed_on_another_host_names_each_host_in_its_row(tmp_path):
