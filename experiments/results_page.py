@@ -170,7 +170,13 @@ def render(results: str) -> str:
           "dashed: cells still training. Training minutes are the wall time "
           "the run logged, including any time its CPU was shared with test "
           "runs or it was paused (results/CAMPAIGN.md says how much, per "
-          "run).",
+          "run). A curve marked *partly on* another CPU ran some of its "
+          "meta-steps on hardware none of the setting's other runs used, "
+          "so its minutes are not comparable with theirs (the table's "
+          "hardware column and the ledger say which steps; the family-23 "
+          "AMD EPYC multiplied float32 matrices at 40-71 GFLOP/s on "
+          "2026-12-02, the other AMD EPYC at 475: "
+          "`benchmarks.meta_step.matmul_flops`).",
           "", "![results](figures/results.png)", "",
           "## Details", "", _protocol_text(stored)]
   return "\n".join(out).rstrip() + "\n"
@@ -190,6 +196,16 @@ def with_headline(readme: str, results: str) -> str:
     raise ValueError(f"README.md lacks the markers {README_BEGIN!r} ... "
                      f"{README_END!r}.")
   return re.sub(pattern, lambda _: headline(results), readme, flags=re.S)
+
+
+def _hosts(folder: str, r: dict) -> set[str]:
+  """The hardware a stored cell's meta-steps were recorded on."""
+  return ({h for _, h in common.training_hosts(folder)}
+          | ({r["hardware"]} if "hardware" in r else set()))
+
+
+def _short(hardware: str) -> str:
+  return hardware.removeprefix("CPU: ").removesuffix(", 2 cores")
 
 
 def plot(results: str, path: str) -> None:
@@ -219,11 +235,14 @@ def plot(results: str, path: str) -> None:
     ax.legend(fontsize=8)
   colors = {a: f"C{i}" for i, a in enumerate(paper.ALGORITHM_NAMES)}
   for ax, (dataset, setting) in zip(axes[1:], settings):
-    for name, r in every.items():
-      if (r["dataset"], r["setting"]) != (dataset, setting):
-        continue
+    panel = {n: r for n, r in every.items()
+             if (r["dataset"], r["setting"]) == (dataset, setting)}
+    hosts = {n: _hosts(os.path.join(results, n), r) for n, r in panel.items()}
+    for name, r in panel.items():
       training = r["status"] != "done"
       folder = os.path.join(results, name)
+      others = set().union(*(h for n, h in hosts.items() if n != name))
+      elsewhere = sorted(hosts[name] - others) if others else []
       steps, _, seconds = common.train_curve(folder)
       minutes = dict(zip(steps, (s / 60 for s in seconds)))
       val = {s: a for s, a in protocol.validation_curve(folder).items()
@@ -232,7 +251,8 @@ def plot(results: str, path: str) -> None:
               marker=".", linestyle="--" if training else "-",
               color=colors[r["algorithm"]],
               label=paper.ALGORITHM_NAMES[r["algorithm"]]
-              + (" (training)" if training else ""))
+              + (" (training)" if training else "")
+              + "".join(f"\npartly on {_short(h)}" for h in elsewhere))
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation accuracy (%), wide protocol")
     ax.set_title(f"{dataset} {setting}")
