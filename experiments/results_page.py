@@ -170,8 +170,9 @@ def render(results: str) -> str:
           "dashed: cells still training. Training minutes are the wall time "
           "the run logged, including any time its CPU was shared with test "
           "runs or it was paused (results/CAMPAIGN.md says how much, per "
-          "run). A curve marked *partly on* another CPU ran some of its "
-          "meta-steps on hardware none of the setting's other runs used, "
+          "run). A curve marked *on* or *partly on* a CPU ran its meta-steps, "
+          "or some of them, on hardware none of the setting's other runs "
+          "used, "
           "so its minutes are not comparable with theirs (the table's "
           "hardware column and the ledger say which steps; the family-23 "
           "AMD EPYC multiplied float32 matrices at 40-71 GFLOP/s on "
@@ -198,14 +199,42 @@ def with_headline(readme: str, results: str) -> str:
   return re.sub(pattern, lambda _: headline(results), readme, flags=re.S)
 
 
-def _hosts(folder: str, r: dict) -> set[str]:
-  """The hardware a stored cell's meta-steps were recorded on."""
-  return ({h for _, h in common.training_hosts(folder)}
-          | ({r["hardware"]} if "hardware" in r else set()))
+def _hosts(folder: str, r: dict) -> tuple[set[str], bool]:
+  """The hardware a stored cell's meta-steps were recorded on, and whether
+  that record covers them all (runs before 2026-12-02 recorded no starts; a
+  stored cell without any names the hardware of its results)."""
+  starts = common.training_hosts(folder)
+  return ({h for _, h in starts} | ({r["hardware"]} if "hardware" in r
+                                    else set()),
+          not starts or starts[0][0] == 0)
 
 
-def _short(hardware: str) -> str:
-  return hardware.removeprefix("CPU: ").removesuffix(", 2 cores")
+def host_notes(hosts: dict[str, tuple[set[str], bool]]) -> dict[str, str]:
+  """Per run of one figure panel: the hardware it alone used, if any.
+
+  Args:
+    hosts: run -> (the hardware its meta-steps were recorded on, whether
+      that record covers all of them), as :func:`_hosts` gives.
+
+  Returns:
+    run -> ``"on <hardware>"`` when all its meta-steps ran on hardware no
+    other run of the panel used, ``"partly on <hardware>"`` when some did
+    (or its record is partial), ``""`` otherwise.
+
+  Examples:
+    >>> host_notes({"a": ({"CPU: X, 2 cores"}, True),
+    ...             "b": ({"CPU: X, 2 cores", "CPU: Y, 2 cores"}, True)})
+    {'a': '', 'b': 'partly on Y'}
+  """
+  notes = {}
+  for name, (mine, whole) in hosts.items():
+    others = set().union(*(h for n, (h, _) in hosts.items() if n != name))
+    elsewhere = sorted(mine - others) if others else []
+    where = "on" if whole and not mine & others else "partly on"
+    notes[name] = "; ".join(
+        f"{where} {h.removeprefix('CPU: ').removesuffix(', 2 cores')}"
+        for h in elsewhere)
+  return notes
 
 
 def plot(results: str, path: str) -> None:
@@ -237,12 +266,11 @@ def plot(results: str, path: str) -> None:
   for ax, (dataset, setting) in zip(axes[1:], settings):
     panel = {n: r for n, r in every.items()
              if (r["dataset"], r["setting"]) == (dataset, setting)}
-    hosts = {n: _hosts(os.path.join(results, n), r) for n, r in panel.items()}
+    notes = host_notes({n: _hosts(os.path.join(results, n), r)
+                        for n, r in panel.items()})
     for name, r in panel.items():
       training = r["status"] != "done"
       folder = os.path.join(results, name)
-      others = set().union(*(h for n, h in hosts.items() if n != name))
-      elsewhere = sorted(hosts[name] - others) if others else []
       steps, _, seconds = common.train_curve(folder)
       minutes = dict(zip(steps, (s / 60 for s in seconds)))
       val = {s: a for s, a in protocol.validation_curve(folder).items()
@@ -252,7 +280,7 @@ def plot(results: str, path: str) -> None:
               color=colors[r["algorithm"]],
               label=paper.ALGORITHM_NAMES[r["algorithm"]]
               + (" (training)" if training else "")
-              + "".join(f"\npartly on {_short(h)}" for h in elsewhere))
+              + (f"\n{notes[name]}" if notes[name] else ""))
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation accuracy (%), wide protocol")
     ax.set_title(f"{dataset} {setting}")

@@ -168,3 +168,19 @@ def test_a_run_resumed_on_another_host_names_each_host_in_its_row(tmp_path):
   assert hardware(r) == ("trained on CPU: A, 2 cores from step 0, then "
                          "CPU: B, 2 cores from step 4,000")
   assert hardware(dict(r, training_hosts=hosts[:1])) == "CPU: B, 2 cores"
+
+
+def test_a_curve_on_hardware_no_other_run_used_says_so():
+  a, b = "CPU: A, 2 cores", "CPU: B, 2 cores"
+  notes = results_page.host_notes
+  # All on the same hardware: nothing to say.
+  assert notes({"x": ({a}, True), "y": ({a}, True)}) == {"x": "", "y": ""}
+  # One run wholly elsewhere; one moved there; one whose record of its first
+  # meta-steps is missing cannot claim to have run wholly elsewhere.
+  assert notes({"x": ({a}, True), "y": ({b}, True)}) == {"x": "on A",
+                                                         "y": "on B"}
+  assert notes({"x": ({a}, True), "y": ({a}, True), "z": ({b}, True)})["z"] \
+      == "on B"
+  assert notes({"x": ({a}, True), "z": ({a, b}, True)})["z"] == "partly on B"
+  assert notes({"x": ({a}, True), "z": ({b}, False)})["z"] == "partly on B"
+  assert notes({"x": ({a}, True)}) == {"x": ""}   # alone in its panel
