@@ -201,8 +201,8 @@ def with_headline(readme: str, results: str) -> str:
 
 def _hosts(folder: str, r: dict) -> tuple[set[str], bool]:
   """The hardware a stored cell's meta-steps were recorded on, and whether
-  that record covers them all (runs before 2026-12-02 recorded no starts; a
-  stored cell without any names the hardware of its results)."""
+  that record covers them all. Runs before 2026-12-02 recorded no starts:
+  for them, the hardware named in results.json stands for the whole run."""
   starts = common.training_hosts(folder)
   return ({h for _, h in starts} | ({r["hardware"]} if "hardware" in r
                                     else set()),
