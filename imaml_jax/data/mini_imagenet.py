@@ -34,6 +34,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
+from imaml_jax.data import split_cache
+
 IMAGE_SIZE = 84
 # TFDS split -> the Ravi & Larochelle file stem (CSV, folder and zip names)
 STEMS = {"train": "train", "validation": "val", "test": "test"}
@@ -252,7 +254,8 @@ def load_mini_imagenet(split: str, data_dir: Optional[str] = None,
 
   Prepares the dataset on first use (all three splits, 60,000 JPEGs: 44 s on
   a 2-core CPU from the stored zips), then reads the split with
-  ``tfds.data_source``.
+  ``tfds.data_source``; the first read keeps the array beside the TFDS files
+  (:mod:`imaml_jax.data.split_cache`) and later reads load that.
 
   Args:
     split: ``"train"``, ``"validation"`` or ``"test"``.
@@ -277,8 +280,14 @@ def load_mini_imagenet(split: str, data_dir: Optional[str] = None,
       read_split_csv(os.path.join(source_dir, f"{stem}.csv"))
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
+  return split_cache.cached_split(
+      builder, split, lambda: _read_split(builder, split, progress))
+
+
+def _read_split(builder, split: str, progress: bool) -> np.ndarray:
+  """The split through TFDS, at (class, index)."""
   source = builder.as_data_source(split=split)
-  classes, per_class = builder_cls.NUM_CLASSES[split], builder_cls.PER_CLASS
+  classes, per_class = type(builder).NUM_CLASSES[split], type(builder).PER_CLASS
   if len(source) != classes * per_class:
     raise MiniImageNetError(f"split {split!r} holds {len(source)} images, "
                             f"expected {classes} x {per_class}.")

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from imaml_jax.data import omniglot
+from imaml_jax.data import split_cache
 
 ALPHABETS = {"images_background": {"Alpha": 2, "Beta": 2, "Gamma": 2},
              "images_evaluation": {"Delta": 2, "Epsilon": 2}}
@@ -67,6 +68,29 @@ def test_tiny_archive_builds_splits_of_the_right_sizes(tiny):
   expected = 255 - np.asarray(Image.open(io.BytesIO(png)).convert("L").resize(
       (28, 28), Image.LANCZOS))
   np.testing.assert_array_equal(splits["test"][0, 0], expected)
+
+
+def test_a_second_read_loads_the_kept_array_and_a_broken_one_is_replaced(
+    tiny, monkeypatch):
+  builder_cls, source, data_dir = tiny
+  first = omniglot.load_omniglot("train", data_dir, source, builder_cls)
+  kept = split_cache.path(builder_cls(data_dir=data_dir), "train")
+  np.testing.assert_array_equal(np.load(kept), first)
+
+  read = omniglot._read_split   # pylint: disable=protected-access
+  calls = []
+  monkeypatch.setattr(omniglot, "_read_split",
+                      lambda *a: calls.append(a) or read(*a))
+  np.testing.assert_array_equal(
+      omniglot.load_omniglot("train", data_dir, source, builder_cls), first)
+  assert not calls   # TFDS was not read again
+  with open(kept, "r+b") as f:   # a write cut short
+    f.truncate(100)
+  np.testing.assert_array_equal(
+      omniglot.load_omniglot("train", data_dir, source, builder_cls), first)
+  assert len(calls) == 1
+  np.testing.assert_array_equal(np.load(kept), first)
+  assert os.listdir(os.path.dirname(kept)) == ["train.npy"]   # no leftovers
 
 
 def test_split_is_seeded_disjoint_and_complete():
