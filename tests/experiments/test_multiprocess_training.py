@@ -1,6 +1,14 @@
-"""The training script across processes (jax.distributed on 127.0.0.1)."""
+"""The training script killed and resumed: in one process, and across two.
+
+One run is the reference: one process with its CPU split into two devices.
+The same run killed after its first checkpoint and resumed, in one process and
+then as two processes of one device each (jax.distributed on 127.0.0.1), ends
+where the reference ended, bit for bit. Every run compiles the same
+first-order MAML step, so the XLA cache serves most of them.
+"""
 
 import json
+import math
 import os
 import signal
 import socket
@@ -18,7 +26,7 @@ STEPS = 20
 
 def command(workdir, data_dir, cpu_devices, resume=False, extra=()):
   # First-order MAML with 16 filters, one validation at the end: the cheapest
-  # step and hooks to compile and run, 3 times; what is tested is the
+  # step and hooks to compile and run, 7 times; what is tested is the
   # processes, not the algorithm.
   settings = {"meta_steps": STEPS, "meta_batch": 4, "filters": 16,
               "log_every": 5, "eval_every": STEPS, "val_episodes": 20,
@@ -58,47 +66,61 @@ def rows(workdir):
   return [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
-    omniglot_data_dir, tmp_path):
-  one, two = str(tmp_path / "one"), str(tmp_path / "two")
-  subprocess.run(command(one, omniglot_data_dir, 2), cwd=REPO, check=True,
-                 capture_output=True)
-
-  # Two processes of one device each; process 1 is killed after the first
-  # checkpoint (process 0 then waits on it forever, so the job is killed).
-  workers = start_two(two, omniglot_data_dir)
-  first = os.path.join(two, "checkpoints", "5")
+def wait_and_kill(workers, workdir):
+  """SIGKILLs ``workers`` once the run in ``workdir`` has a checkpoint."""
+  first = os.path.join(workdir, "checkpoints", "5")
   deadline = time.time() + 300
   while not os.path.isdir(first) and time.time() < deadline:
     assert all(w.poll() is None for w in workers), [
         w.communicate()[1][-2000:] for w in workers]
     time.sleep(0.05)
-  for w in (workers[1], workers[0]):
+  for w in reversed(workers):   # in two processes, process 0 then waits forever
     w.send_signal(signal.SIGKILL)
     w.communicate()
-  saved = sorted(int(d) for d in os.listdir(os.path.join(two, "checkpoints"))
+  saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
                  if d.isdigit())
-  assert saved and max(saved) < STEPS, saved
+  assert saved and max(saved) < STEPS, saved   # interrupted mid-run
 
+
+def test_a_killed_run_resumed_in_one_process_or_two_ends_as_the_straight_run(
+    omniglot_data_dir, tmp_path):
+  one, killed, two = (str(tmp_path / name) for name in ("one", "killed", "two"))
+  straight = subprocess.run(command(one, omniglot_data_dir, 2), cwd=REPO,
+                            check=True, capture_output=True, text=True)
+  assert "x 2 devices (2 tasks each)" in straight.stdout
+  assert all(math.isfinite(r["query_loss"]) for r in rows(one)
+             if r["kind"] == "train")
+  # This process has one device: the replicated checkpoint restores here.
+  results = evaluate.evaluate(one, ("wide",), episodes=20, output=None)
+  assert results["meta_steps"] == STEPS and 0.0 < results["accuracy"] <= 1.0
+
+  # One process, killed after its first checkpoint, then resumed.
+  wait_and_kill([subprocess.Popen(
+      command(killed, omniglot_data_dir, 2), cwd=REPO,
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)], killed)
+  subprocess.run(command(killed, omniglot_data_dir, 2, resume=True), cwd=REPO,
+                 check=True, capture_output=True)
+
+  # Two processes of one device each, process 1 killed likewise, resumed.
+  wait_and_kill(start_two(two, omniglot_data_dir), two)
   outputs = finish(start_two(two, omniglot_data_dir, resume=True))
   assert "resumed from step" in outputs[0][0]
   quiet = [l for l in outputs[1][0].splitlines()
            if l.strip() and not l.startswith("[Gloo]")]   # gloo's own note
   assert quiet == [] and "step" in outputs[0][0]   # only process 0 reports
 
-  a, b = evaluate.load_run(one).state, evaluate.load_run(two).state
-  assert int(a.step) == int(b.step) == STEPS
-  chex.assert_trees_all_equal(a, b)
-  # One log, written once: process 0's (train rows replayed after the
-  # resume count once, as in a one-process resume).
-  train_one = {r["step"]: r["query_loss"] for r in rows(one)
-               if r["kind"] == "train"}
-  train_two = {r["step"]: r["query_loss"] for r in rows(two)
-               if r["kind"] == "train"}
-  assert train_two == train_one
+  reference = evaluate.load_run(one).state
+  assert int(reference.step) == STEPS
+  # One log, written once (process 0's): train rows replayed after a resume
+  # count once.
+  train = lambda w: {r["step"]: r["query_loss"] for r in rows(w)
+                     if r["kind"] == "train"}
   val = lambda w: [(r["step"], r["accuracy"]) for r in rows(w)
                    if r["kind"] == "validation"]
-  assert val(two)[-1] == val(one)[-1]
+  for resumed in (killed, two):
+    chex.assert_trees_all_equal(evaluate.load_run(resumed).state, reference)
+    assert train(resumed) == train(one)
+    assert val(resumed)[-1] == val(one)[-1]
 
 
 def test_a_partial_process_spec_is_one_line():

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -77,53 +75,6 @@ def test_meta_steps_reduce_training_loss_and_evaluation_writes_results(
 def final_params(workdir):
   from experiments import evaluate
   return evaluate.load_run(workdir).state
-
-
-def test_resume_after_sigkill_follows_the_uninterrupted_trajectory(
-    omniglot_data_dir, tmp_path):
-  steps = 60   # checkpoints every 10: ample time to kill between them
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-  subprocess.run(command(straight, omniglot_data_dir, steps), cwd=REPO,
-                 env=env, check=True, capture_output=True)
-  proc = subprocess.Popen(command(killed, omniglot_data_dir, steps), cwd=REPO,
-                          env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  first = os.path.join(killed, "checkpoints", "10")
-  deadline = time.time() + 300
-  while not os.path.isdir(first) and time.time() < deadline:
-    assert proc.poll() is None, "training ended before its first checkpoint"
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  saved = sorted(int(d) for d in os.listdir(os.path.join(killed, "checkpoints"))
-                 if d.isdigit())
-  assert saved and max(saved) < steps, saved    # interrupted mid-run
-  subprocess.run(command(killed, omniglot_data_dir, steps, resume=True),
-                 cwd=REPO, env=env, check=True, capture_output=True)
-  a, b = final_params(straight), final_params(killed)
-  assert int(a.step) == int(b.step) == steps
-  import chex
-  chex.assert_trees_all_equal(a, b)
-
-
-def test_two_device_run_trains_and_its_checkpoint_evaluates_on_one_device(
-    omniglot_data_dir, tmp_path):
-  from experiments import evaluate
-  # --config.cpu_devices splits this process's CPU before JAX starts.
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  cmd = command(str(tmp_path), omniglot_data_dir, 10) + [
-      "--config.cpu_devices=2", "--config.eval_every=10"]
-  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                       check=False)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "x 2 devices (2 tasks each)" in out.stdout
-  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert [r["step"] for r in rows if r["kind"] == "train"] == [5, 10]
-  assert all(np.isfinite(r["query_loss"]) for r in rows if r["kind"] == "train")
-  # This process has one device: the replicated checkpoint restores here.
-  results = evaluate.evaluate(str(tmp_path), ("wide",), episodes=20)
-  assert results["meta_steps"] == 10 and 0.0 < results["accuracy"] <= 1.0
 
 
 def test_a_config_asking_for_cpu_devices_jax_lacks_fails_with_the_fix(
