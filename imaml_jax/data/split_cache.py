@@ -7,8 +7,8 @@ each time, so the first read stores it as one ``.npy`` file in the builder's
 versioned directory (``<data_dir>/<name>/<version>/decoded-v1/<split>.npy``) and
 later reads load it in milliseconds. It lives and dies with the prepared
 dataset: TFDS replaces that directory when it prepares the dataset again. A
-read-only data directory is read through TFDS every time; a file that no
-longer loads is read again and replaced.
+read-only or remote (``gs://``) data directory is read through TFDS every
+time; a file that no longer loads is read again and replaced.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def cached_split(builder, split: str,
     (True, 1)
   """
   where = path(builder, split)
+  if "://" in where:   # a remote data directory (gs://...): read through TFDS
+    return read()
   try:
     return np.load(where, allow_pickle=False)
   except (OSError, ValueError, EOFError):   # absent, partial or corrupt
