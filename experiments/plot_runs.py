@@ -2,6 +2,9 @@
 
     python -m experiments.plot_runs OUT.png RUN.metrics.jsonl[=LABEL] ... \\
         [--metrics query_accuracy,cg_relative_residual,meta_grad_norm]
+
+Any field of the train rows is a metric; ``validation_accuracy`` is the
+accuracy of the validation rows (the curve a recipe is chosen on).
 """
 
 from __future__ import annotations
@@ -18,7 +21,18 @@ LOG_SCALE = {"cg_relative_residual", "cg_relative_residual_max",
              "meta_grad_norm", "inner_grad_norm", "inner_grad_norm_max",
              "inner_grad_ratio", "inner_grad_ratio_max", "support_loss_after"}
 ZERO_LINE = {"cg_curvature", "cg_curvature_min"}   # below 0: indefinite system
+VALIDATION = "validation_accuracy"
 COLUMNS = 4
+
+
+def points(rows: list[dict], name: str) -> list[tuple[int, float]]:
+  """``(step, value)`` of metric ``name`` in a run's metrics.jsonl rows."""
+  if name == VALIDATION:
+    return [(r["step"], r["accuracy"]) for r in rows
+            if r.get("kind") == "validation"]
+  return [(r["step"], r[name]) for r in rows
+          if r.get("kind", "train") == "train" and name in r]
+
 
 
 def main(argv=None):
@@ -40,11 +54,11 @@ def main(argv=None):
   for run in a.runs:
     path, _, label = run.partition("=")
     rows = [json.loads(l) for l in open(path)]
-    train = [r for r in rows if r.get("kind", "train") == "train"]
     for ax, name in zip(axes, names):
-      pts = [(r["step"], r[name]) for r in train if name in r]
+      pts = points(rows, name)
       if pts:
-        ax.plot(*zip(*pts), label=label or path)
+        ax.plot(*zip(*pts), label=label or path,
+                marker="o" if name == VALIDATION else None)
   for ax, name in zip(axes, names):
     ax.set_title(name.replace("_", " "))
     ax.set_xlabel("meta-step")

@@ -74,6 +74,15 @@ def test_plot_runs_writes_a_png_with_curvature_panels(tmp_path):
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_runs_reads_validation_accuracy_from_the_validation_rows():
+  rows = [{"kind": "start", "step": 0},
+          {"kind": "train", "step": 50, "query_accuracy": 0.5},
+          {"kind": "validation", "step": 100, "accuracy": 0.9},
+          {"step": 100, "query_accuracy": 0.6}]   # older logs: no kind
+  assert plot_runs.points(rows, "validation_accuracy") == [(100, 0.9)]
+  assert plot_runs.points(rows, "query_accuracy") == [(50, 0.5), (100, 0.6)]
+
+
 _LOOP_SCRIPT = """
 import jax
 jax.config.update("jax_num_cpu_devices", 2)
