@@ -34,7 +34,6 @@ def points(rows: list[dict], name: str) -> list[tuple[int, float]]:
           if r.get("kind", "train") == "train" and name in r]
 
 
-
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("out")

@@ -2,10 +2,11 @@
 
 Reading a split through ``tfds.data_source`` parses every example in Python:
 Omniglot's 22,000 training drawings take about 5 s on a 2-core CPU, at every
-training start, evaluation and notebook kernel (0.06 s from the kept array). The decoded array is the same
-each time, so the first read stores it as one ``.npy`` file in the builder's
-versioned directory (``<data_dir>/<name>/<version>/decoded-v1/<split>.npy``) and
-later reads load it in milliseconds. It lives and dies with the prepared
+training start, evaluation and notebook kernel. The decoded array is the
+same each time, so the first read stores it as one ``.npy`` file in the
+builder's versioned directory
+(``<data_dir>/<name>/<version>/decoded-v1/<split>.npy``) and later reads load
+it in milliseconds (0.06 s for that split). It lives and dies with the prepared
 dataset: TFDS replaces that directory when it prepares the dataset again. A
 read-only or remote (``gs://``) data directory is read through TFDS every
 time; a file that no longer loads is read again and replaced.
