@@ -88,6 +88,8 @@ def test_a_killed_run_resumed_in_one_process_or_two_ends_as_the_straight_run(
   straight = subprocess.run(command(one, omniglot_data_dir, 2), cwd=REPO,
                             check=True, capture_output=True, text=True)
   assert "x 2 devices (2 tasks each)" in straight.stdout
+  assert [r["step"] for r in rows(one) if r["kind"] == "train"] == [5, 10, 15,
+                                                                   20]
   assert all(math.isfinite(r["query_loss"]) for r in rows(one)
              if r["kind"] == "train")
   # This process has one device: the replicated checkpoint restores here.
