@@ -25,7 +25,8 @@ def test_paper_protocol_has_k_queries_per_class_and_rotates_omniglot_only(cell):
     ("mini_imagenet-5w1s-maml", 10), ("mini_imagenet-5w1s-fomaml", 10),
     ("omniglot-5w1s-reptile", 50), ("mini_imagenet-5w1s-reptile", 50),
     ("omniglot-5w1s-imaml_gd", 16), ("omniglot-20w1s-imaml_gd", 25),
-    ("omniglot-5w1s-imaml_hf", 4), ("mini_imagenet-5w1s-imaml_gd", 10)])
+    ("omniglot-5w1s-imaml_hf", 4), ("mini_imagenet-5w1s-imaml_gd", 10),
+    ("mini_imagenet-5w1s-imaml_hf", 4)])
 def test_test_time_steps_follow_the_published_ones(cell, steps):
   c = paper.default_config(paper.parse_cell(cell))
   p = protocol.protocol("paper", c)
