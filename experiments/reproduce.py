@@ -98,7 +98,7 @@ _CPU_5W5S = dict(meta_batch=8, meta_steps=10_000, meta_lr_schedule="cosine")
 # Mini-ImageNet 5-way 1-shot on the same 2 CPUs, while no GPU is lent: the
 # paper's meta-batch 4, 15 training queries per class and lam 0.5, for 4,000
 # meta-steps (60,000) with a cosine-decayed meta learning rate (iMAML-HF
-# measured 6.0 s per step on the family-23 host, 2026-12-03: 6.7 hours).
+# measured 5.4 s per step on the family-23 host, 2026-12-03: 6 hours).
 _CPU_MINI_IMAGENET = dict(meta_steps=4_000, meta_lr_schedule="cosine")
 # Validation, checkpoints kept for the validation-chosen checkpoint, devices.
 _INTERVALS = dict(eval_every=1000, val_episodes=300, checkpoint_every=500,
