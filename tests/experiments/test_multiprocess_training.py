@@ -2,7 +2,7 @@
 
 One run is the reference: one process with its CPU split into two devices.
 The same run as two processes of one device each (jax.distributed on
-127.0.0.1), process 1 killed after the first checkpoint and both resumed,
+127.0.0.1), killed after the first checkpoint and resumed as two processes,
 ends where the reference ended, bit for bit: a kill at any moment and a
 restore across processes lose nothing. (A one-process resume on another
 machine is tested in test_reproduce, in process.) Every run compiles the same
@@ -98,7 +98,7 @@ def test_a_run_killed_in_two_processes_and_resumed_ends_as_the_straight_run(
   results = evaluate.evaluate(one, ("wide",), episodes=20, output=None)
   assert results["meta_steps"] == STEPS and 0.0 < results["accuracy"] <= 1.0
 
-  # Two processes of one device each, process 1 killed likewise, resumed.
+  # Two processes of one device each, killed after a checkpoint, resumed.
   wait_and_kill(start_two(two, omniglot_data_dir), two)
   outputs = finish(start_two(two, omniglot_data_dir, resume=True))
   assert "resumed from step" in outputs[0][0]
