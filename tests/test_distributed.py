@@ -147,7 +147,8 @@ def check_against_reference(r):
                                atol=1e-6, err_msg=name)
 
 
-def test_four_devices_average_the_per_device_meta_gradients(tmp_path):
+def test_four_devices_in_one_process_or_two_average_the_per_device_meta_gradients(
+    tmp_path):
   r = run_forced_devices(textwrap.dedent(FOUR_DEVICES), 4, str(tmp_path))
   check_against_reference(r)
   # The checkpoint of the 4-device run restores on this 1-device process.
@@ -158,8 +159,8 @@ def test_four_devices_average_the_per_device_meta_gradients(tmp_path):
   np.testing.assert_array_equal(flat, np.asarray(r["params"], np.float32))
   assert int(restored.step) == 1
 
-
-def test_two_processes_on_loopback_compute_the_one_process_meta_gradient():
+  # The same 4 devices as two processes of two, joined on the loopback
+  # interface: the one-device reference and the one-process numbers.
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     address = f"127.0.0.1:{s.getsockname()[1]}"
@@ -170,11 +171,9 @@ def test_two_processes_on_loopback_compute_the_one_process_meta_gradient():
   outputs = [w.communicate(timeout=300) for w in workers]
   for w, (_, err) in zip(workers, outputs):
     assert w.returncode == 0, err[-3000:]
-  r = json.loads(outputs[0][0].strip().splitlines()[-1])
-  check_against_reference(r)
-  # The same numbers as one process with four devices.
-  one = run_forced_devices(textwrap.dedent(FOUR_DEVICES), 4, "-")
-  np.testing.assert_allclose(r["sharded"], one["sharded"], rtol=1e-6,
+  two = json.loads(outputs[0][0].strip().splitlines()[-1])
+  check_against_reference(two)
+  np.testing.assert_allclose(two["sharded"], r["sharded"], rtol=1e-6,
                              atol=1e-7)
 
 

@@ -1,12 +1,12 @@
-"""The training script killed and resumed across two processes.
+"""The training script killed in one process and resumed in two.
 
 One run is the reference: one process with its CPU split into two devices.
-The same run as two processes of one device each (jax.distributed on
-127.0.0.1), killed after the first checkpoint and resumed as two processes,
-ends where the reference ended, bit for bit: a kill at any moment and a
-restore across processes lose nothing. (A one-process resume on another
-machine is tested in test_reproduce, in process.) Every run compiles the same
-first-order MAML step, so the XLA cache serves most of them.
+The same run, killed after its first checkpoint and resumed as two processes
+of one device each (jax.distributed on 127.0.0.1), ends where the reference
+ended, bit for bit: a kill at any moment and a restore onto another process
+layout lose nothing. (A one-process resume on another machine is tested in
+test_reproduce, in process.) Every run compiles the same first-order MAML
+step, so the XLA cache serves most of them.
 """
 
 import json
@@ -28,7 +28,7 @@ STEPS = 20
 
 def command(workdir, data_dir, cpu_devices, resume=False, extra=()):
   # First-order MAML with 16 filters, one validation at the end: the cheapest
-  # step and hooks to compile and run, 5 times; what is tested is the
+  # step and hooks to compile and run, 4 times; what is tested is the
   # processes, not the algorithm.
   settings = {"meta_steps": STEPS, "meta_batch": 4, "filters": 16,
               "log_every": 5, "eval_every": STEPS, "val_episodes": 20,
@@ -47,12 +47,12 @@ def free_address():
     return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def start_two(workdir, data_dir, resume=False):
+def resume_in_two(workdir, data_dir):
   address = free_address()
   return [subprocess.Popen(
-      command(workdir, data_dir, 1, resume, ["--coordinator_address", address,
-                                             "--num_processes", "2",
-                                             "--process_id", str(i)]),
+      command(workdir, data_dir, 1, True, ["--coordinator_address", address,
+                                           "--num_processes", "2",
+                                           "--process_id", str(i)]),
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
 
@@ -68,23 +68,21 @@ def rows(workdir):
   return [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def wait_and_kill(workers, workdir):
-  """SIGKILLs ``workers`` once the run in ``workdir`` has a checkpoint."""
+def kill_after_first_checkpoint(worker, workdir):
+  """SIGKILLs ``worker`` once its run in ``workdir`` has a checkpoint."""
   first = os.path.join(workdir, "checkpoints", "5")
   deadline = time.time() + 300
   while not os.path.isdir(first) and time.time() < deadline:
-    assert all(w.poll() is None for w in workers), [
-        w.communicate()[1][-2000:] for w in workers]
+    assert worker.poll() is None, worker.communicate()[1][-2000:]
     time.sleep(0.05)
-  for w in reversed(workers):   # in two processes, process 0 then waits forever
-    w.send_signal(signal.SIGKILL)
-    w.communicate()
+  worker.send_signal(signal.SIGKILL)
+  worker.communicate()
   saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
                  if d.isdigit())
   assert saved and max(saved) < STEPS, saved   # interrupted mid-run
 
 
-def test_a_run_killed_in_two_processes_and_resumed_ends_as_the_straight_run(
+def test_a_run_killed_in_one_process_and_resumed_in_two_ends_as_the_straight_run(
     omniglot_data_dir, tmp_path):
   one, two = (str(tmp_path / name) for name in ("one", "two"))
   straight = subprocess.run(command(one, omniglot_data_dir, 2), cwd=REPO,
@@ -98,9 +96,12 @@ def test_a_run_killed_in_two_processes_and_resumed_ends_as_the_straight_run(
   results = evaluate.evaluate(one, ("wide",), episodes=20, output=None)
   assert results["meta_steps"] == STEPS and 0.0 < results["accuracy"] <= 1.0
 
-  # Two processes of one device each, killed after a checkpoint, resumed.
-  wait_and_kill(start_two(two, omniglot_data_dir), two)
-  outputs = finish(start_two(two, omniglot_data_dir, resume=True))
+  # The same run killed after a checkpoint, resumed as two processes of one
+  # device each.
+  kill_after_first_checkpoint(subprocess.Popen(
+      command(two, omniglot_data_dir, 2), cwd=REPO, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True), two)
+  outputs = finish(resume_in_two(two, omniglot_data_dir))
   assert "resumed from step" in outputs[0][0]
   quiet = [l for l in outputs[1][0].splitlines()
            if l.strip() and not l.startswith("[Gloo]")]   # gloo's own note
