@@ -3,16 +3,24 @@
 import fcntl
 import os
 
-# The suite compiles far more than it runs (tiny models, a few steps each):
-# XLA's CPU backend at optimisation level 0 compiles in about 60% of the time
-# (22 -> 13 s for an implicit meta-gradient of a tiny Conv4) and runs the
-# compiled code up to 1.3x slower (notebook 02's dense solves); fresh-clone
-# CI went from 13 min 41 s to 12 min 47 s of pytest. Same operations and
-# float semantics; set before JAX creates its backend, and inherited by the
-# training subprocesses and notebook kernels. Users' runs keep XLA's defaults.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + " --xla_backend_optimization_level=0").strip()
+# The suite compiles far more than it runs (tiny models, a few steps each), so
+# it asks XLA's CPU backend to compile fast:
+# - optimisation level 0: about 60% of the compile time (22 -> 13 s for an
+#   implicit meta-gradient of a tiny Conv4), compiled code up to 1.3x slower
+#   (notebook 02's dense solves);
+# - XLA's classic loop emitters instead of its MLIR fusion emitters: 35-45% of
+#   the remaining compile time (beside a training run on the 2-core CI host,
+#   2026-12-03: the 64-filter iMAML-HF test adaptation 11.6 -> 5.2 s, an
+#   Omniglot MAML step 14.5 -> 5.0 s, an iMAML-GD step 17.1 -> 6.3 s), run
+#   times 0.9-1.4x, within that host's noise.
+# Same operations; sums may associate differently (meta-gradients agree to
+# 1e-5). Set before JAX creates its backend, and inherited by the training
+# subprocesses and notebook kernels. Users' runs keep XLA's defaults.
+for flag in ("--xla_backend_optimization_level=0",
+             "--xla_cpu_use_fusion_emitters=false"):
+  if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "
+                               + flag).strip()
 
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
