@@ -73,8 +73,8 @@ def _hardware(r: dict) -> str:
   hosts = r.get("training_hosts", [])
   if len({h for _, h in hosts}) < 2:
     return r["hardware"]
-  return "trained on " + ", then ".join(f"{h} from step {s:,}"
-                                        for s, h in hosts)
+  # The row reads "<minutes> on <this>": no verb of its own.
+  return ", then ".join(f"{h} from step {s:,}" for s, h in hosts)
 
 
 def row(cell: paper.Cell, r: dict | None) -> str:

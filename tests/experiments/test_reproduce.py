@@ -165,7 +165,7 @@ def test_a_run_resumed_on_another_host_names_each_host_in_its_row(tmp_path):
   assert hosts == [(0, "CPU: A, 2 cores"), (4000, "CPU: B, 2 cores")]
   hardware = results_page._hardware   # pylint: disable=protected-access
   r = {"hardware": "CPU: B, 2 cores", "training_hosts": hosts}
-  assert hardware(r) == ("trained on CPU: A, 2 cores from step 0, then "
+  assert hardware(r) == ("CPU: A, 2 cores from step 0, then "
                          "CPU: B, 2 cores from step 4,000")
   assert hardware(dict(r, training_hosts=hosts[:1])) == "CPU: B, 2 cores"
 
