@@ -197,12 +197,21 @@ def cell_config(name: str,
 
   Cells without a recipe train at the paper's project settings
   (:func:`experiments.paper.default_config`) on 2 CPU devices.
+
+  Raises:
+    ValueError: one line naming a recipe or override field that is not a
+      field of the cell's config (``ConfigDict.update`` would add it).
   """
   cell = paper.parse_cell(name)
   c = paper.default_config(cell)
-  c.update(_INTERVALS)
-  c.update(RECIPES.get(name, ({}, ""))[0])
-  c.update(overrides or {})
+  for what, fields in (("intervals", _INTERVALS),
+                       ("RECIPES entry", RECIPES.get(name, ({}, ""))[0]),
+                       ("overrides", overrides or {})):
+    unknown = sorted(set(fields) - set(c.keys()))
+    if unknown:
+      raise ValueError(f"{name}: {what} sets {', '.join(unknown)}, expected "
+                       f"config fields of the cell (e.g. meta_batch, meta_lr)")
+    c.update(fields)
   return c
 
 

@@ -151,6 +151,16 @@ def test_set_flags_take_the_fields_types_and_reject_bad_items_in_one_line():
     assert "\n" not in str(e.value)
 
 
+def test_every_recipe_names_a_cell_and_only_fields_of_its_config():
+  for name, (fields, why) in reproduce.RECIPES.items():
+    c = reproduce.cell_config(name)
+    assert why and all(c[k] == v for k, v in fields.items()), name
+  # A misspelt field would otherwise be added silently and train the default.
+  with pytest.raises(ValueError, match="sets inner_step, expected") as e:
+    reproduce.cell_config(CELL, {"inner_step": 32, "meta_lr": 1e-3})
+  assert "\n" not in str(e.value)
+
+
 def test_a_run_resumed_on_another_host_names_each_host_in_its_row(tmp_path):
   starts = [(0, "CPU: A, 2 cores"), (2000, "CPU: A, 2 cores"),
             (4000, "CPU: B, 2 cores")]
