@@ -87,9 +87,9 @@ _CPU_20W1S = dict(meta_batch=8, train_queries=5, meta_steps=10_000,
 # lam 2, at the same cost per step.
 _CPU_20W1S_IMAML = dict(_CPU_20W1S, lam=0.5)
 # How the 20-way budget differs from the paper's, given its meta-steps.
-_CPU_20W1S_WHY = ("at meta-batch 8 (16), 5 training queries per class (1), "
-                  "10,000 meta-steps ({}) with a cosine-decayed meta learning "
-                  "rate (constant)")
+_CPU_20W1S_STEPS = ("5 training queries per class (1), 10,000 meta-steps ({}) "
+                    "with a cosine-decayed meta learning rate (constant)")
+_CPU_20W1S_WHY = "at meta-batch 8 (16), " + _CPU_20W1S_STEPS
 # 5-way 5-shot on the same 2 CPUs: the 1-shot budget's meta-batch 8 and
 # cosine-decayed meta learning rate over 10,000 steps (the paper's meta-batch
 # 32 for 20,000 steps measured 4.4 CPU-hours for MAML and 14.4-14.7 for the
@@ -100,6 +100,8 @@ _CPU_5W5S = dict(meta_batch=8, meta_steps=10_000, meta_lr_schedule="cosine")
 # meta-steps (60,000) with a cosine-decayed meta learning rate (iMAML-HF
 # measured 5.4 s per step on the family-23 host, 2026-12-03: 6 hours).
 _CPU_MINI_IMAGENET = dict(meta_steps=4_000, meta_lr_schedule="cosine")
+_CPU_MINI_IMAGENET_STEPS = ("4,000 meta-steps (60,000) with a cosine-decayed "
+                            "meta learning rate (constant)")
 # Validation, checkpoints kept for the validation-chosen checkpoint, devices.
 _INTERVALS = dict(eval_every=1000, val_episodes=300, checkpoint_every=500,
                   keep_checkpoint_every=1000, cpu_devices=2)
@@ -151,8 +153,7 @@ RECIPES: dict[str, tuple[dict, str]] = {
     "omniglot-20w1s-maml": (
         dict(_CPU_20W1S, meta_batch=16), "CPU budget recipe at the paper's "
         "meta-batch 16 (chosen on validation over 8): 5 inner steps of 0.1 as "
-        "MAML's code, 5 training queries per class (1), 10,000 meta-steps "
-        "(60,000) with a cosine-decayed meta learning rate (constant)"),
+        "MAML's code, " + _CPU_20W1S_STEPS.format("60,000")),
     # The cheapest 20-way row (0.18 s per step at meta-batch 16, benchmark):
     # the first measured cell of the remaining baselines (priority 5).
     "omniglot-20w1s-fomaml": (
@@ -178,16 +179,16 @@ RECIPES: dict[str, tuple[dict, str]] = {
     "mini_imagenet-5w1s-imaml_hf": (
         _CPU_MINI_IMAGENET, "CPU budget recipe while no GPU is lent: the "
         "paper's meta-batch 4, 15 training queries per class and lam 0.5, 4 "
-        "Newton steps of 2 CG on Gauss-Newton systems, 4,000 meta-steps "
-        "(60,000) with a cosine-decayed meta learning rate (constant)"),
+        "Newton steps of 2 CG on Gauss-Newton systems, "
+        + _CPU_MINI_IMAGENET_STEPS),
     # Table 3's MAML row on the same CPU budget, so that the accuracy against
     # training minutes compares like with like (4.1 s per step on one CPU
     # device, 2026-11-30; not yet run).
     "mini_imagenet-5w1s-maml": (
         _CPU_MINI_IMAGENET, "CPU budget recipe while no GPU is lent: the "
         "paper's meta-batch 4 and 15 training queries per class, 5 inner "
-        "steps of 0.01 as MAML's code (10 at test), 4,000 meta-steps "
-        "(60,000) with a cosine-decayed meta learning rate (constant)"),
+        "steps of 0.01 as MAML's code (10 at test), "
+        + _CPU_MINI_IMAGENET_STEPS),
     # The project's Reptile config, no override; its recipe differs from
     # Reptile's public code (Nichol et al. 2018) in the optimizers and batch.
     "omniglot-5w1s-reptile": (
