@@ -5,6 +5,8 @@
     python -m experiments.reproduce CELL --session_minutes 20   # 20 more minutes
     python -m experiments.reproduce CELL --set meta_lr=5e-4 --results R --workdirs W
         # a variant of the recipe, kept apart from results/ (chosen on validation)
+    python -m experiments.reproduce CELL --stop_early "the rule in CAMPAIGN.md"
+        # train no further: store the cell at its validation-chosen checkpoint
 
 For each named cell (:mod:`experiments.paper`): trains its recipe
 (:data:`RECIPES`: the paper's settings, or a measured CPU budget recipe) in
@@ -28,8 +30,12 @@ any machine resumes from it, with the same ``--set`` flags (a resume with
 other training settings stops with one line). When the best validation so far
 is at an earlier kept checkpoint, that one is stored too
 (``best_checkpoint.msgpack``), so that the cell reports the same
-validation-chosen checkpoint whichever machines trained it. Afterwards
-``python -m experiments.results_page`` renders docs/results.md.
+validation-chosen checkpoint whichever machines trained it. A run that a
+stopping rule ends before its meta-steps (``--stop_early REASON``, the rule
+written down before any test episode ran) is evaluated and stored the same
+way, at its validation-chosen checkpoint, with ``stopped_early`` (the step it
+stopped at, the planned meta-steps and the reason) in ``results.json``.
+Afterwards ``python -m experiments.results_page`` renders docs/results.md.
 """
 
 from __future__ import annotations
@@ -205,6 +211,10 @@ RECIPES: dict[str, tuple[dict, str]] = {
 CHECKPOINT_RULE = "validation"
 
 
+class NothingToStop(ValueError):
+  """``--stop_early`` named a cell that has no run to stop."""
+
+
 def cell_config(name: str,
                 overrides: dict | None = None) -> ml_collections.ConfigDict:
   """A cell's training config: its default config, recipe and ``overrides``.
@@ -290,7 +300,8 @@ def _seed_workdir(folder: str, workdir: str, c) -> None:
 def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
               budget_minutes: float | None = None, episodes: int = 600,
               overrides: dict | None = None, progress: bool = True,
-              session_minutes: float | None = None) -> dict:
+              session_minutes: float | None = None,
+              stop_early: str | None = None) -> dict:
   """Trains (or resumes) one cell, then evaluates and stores it.
 
   Args:
@@ -305,6 +316,9 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
     session_minutes: train at most this many more minutes in this call (a
       GPU window, the end of a session); the cell stores a checkpoint if its
       meta-steps are not done by then.
+    stop_early: train no further: evaluate and store the run as it stands
+      (here or the stored checkpoint), at its validation-chosen checkpoint;
+      the reason, a stopping rule written down before its test, is stored.
 
   Returns:
     The stored results dict; ``{"status": "training", ...}`` if the budget
@@ -320,17 +334,24 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
       os.path.join(workdir, "checkpoints"))
   if not has_run and os.path.exists(os.path.join(folder, CHECKPOINT)):
     _seed_workdir(folder, workdir, c)
-  if session_minutes is not None:
-    spent = (common.train_seconds(workdir) or 0.0) / 60
-    limit = spent + session_minutes
-    c.max_train_minutes = min(c.max_train_minutes or limit, limit)
-  state = train.train(c, workdir, resume=True, progress=progress)
+  if stop_early is not None:   # a stopping rule ended the run where it is
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+      raise NothingToStop(f"{name}: --stop_early needs a run to stop; there "
+                          f"is none in {workdir} nor a checkpoint in {folder}")
+    train.check_resume(c, workdir)
+    state = evaluate.load_run(workdir).state
+  else:
+    if session_minutes is not None:
+      spent = (common.train_seconds(workdir) or 0.0) / 60
+      limit = spent + session_minutes
+      c.max_train_minutes = min(c.max_train_minutes or limit, limit)
+    state = train.train(c, workdir, resume=True, progress=progress)
   shutil.copy(os.path.join(workdir, "config.json"),
               os.path.join(folder, "config.json"))
   _slim_curve(os.path.join(workdir, "metrics.jsonl"),
               os.path.join(folder, "metrics.jsonl"))
   step = int(state.step)
-  if step < c.meta_steps:   # budget spent: keep what resumes it
+  if step < c.meta_steps and stop_early is None:   # budget spent: resumable
     _store_states(folder, workdir, state)
     status = {"cell": name, "status": "training", "meta_steps": step,
               "planned_meta_steps": c.meta_steps}
@@ -347,6 +368,9 @@ def reproduce(name: str, results: str = RESULTS, workdirs: str = WORKDIRS,
                    + (f"; variant: {overrides}" if overrides else ""),
          "differs_from_paper": paper.differences(cell, c),
          "paper": dict(zip(("accuracy", "ci95"), cell.paper))}
+  if stop_early is not None and step < c.meta_steps:
+    out["stopped_early"] = {"step": step, "planned_meta_steps": c.meta_steps,
+                            "reason": stop_early}
   evaluate.save_theta(folder, evaluate.load_run(workdir, chosen).state.params,
                      chosen)
   with open(os.path.join(folder, "results.json"), "w") as f:
@@ -396,8 +420,8 @@ def main(argv: Sequence[str]):
     try:
       reproduce(name, f.results, f.workdirs, f.budget_minutes, f.episodes,
                 overrides[name], progress=f.progress,
-                session_minutes=f.session_minutes)
-    except train.ResumeMismatch as e:   # before anything compiles
+                session_minutes=f.session_minutes, stop_early=f.stop_early)
+    except (train.ResumeMismatch, NothingToStop) as e:   # before compiling
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
@@ -408,6 +432,10 @@ if __name__ == "__main__":
                      "cell's meta-steps, resumed sessions included.")
   flags.DEFINE_float("session_minutes", None, "Train each cell at most this "
                      "many more minutes in this call (a GPU window).")
+  flags.DEFINE_string("stop_early", None, "Train no further: store the "
+                      "cells at their validation-chosen checkpoint now, with "
+                      "this reason (the stopping rule, written down before "
+                      "the test).")
   flags.DEFINE_integer("episodes", 600, "Test episodes per protocol.")
   flags.DEFINE_string("results", RESULTS, "Folder of stored cells.")
   flags.DEFINE_string("workdirs", WORKDIRS, "Folder of the training runs.")

@@ -91,11 +91,14 @@ def row(cell: paper.Cell, r: dict | None) -> str:
     return head + f" {state} |{so_far} | {verdict} | | | | |"
   ours = 100 * r["accuracy"]
   wide = r["wide"]
+  stop = r.get("stopped_early")
+  stopped = (f" (stopped early of {stop['planned_meta_steps']:,})" if stop
+             else "")
   return (head + f" **{_pct(r['accuracy'], r['ci95'])}** |"
           f" {_pct(wide['accuracy'], wide['ci95'])} |"
           f" {paper.verdict(ours, cell)} |"
           f" {r['meta_steps']:,} of {r.get('trained_meta_steps', r['meta_steps']):,}"
-          f" x {r['meta_batch']} |"
+          f"{stopped} x {r['meta_batch']} |"
           f" {r['train_minutes']} on {_hardware(r)}, {r['date']} |"
           f" {_differs(r)} | `{r['commit']}` |")
 
@@ -124,7 +127,10 @@ def _protocol_text(results: dict[str, dict]) -> str:
         + (f" at lam {p['test_lam']}" if p["test_lam"] is not None else "")
         + f", {p['checkpoint']} checkpoint; wide: {r['wide']['episodes']} "
         f"episodes, queries per class {w['queries_per_class']}, "
-        f"{w['test_inner_steps']} adaptation steps. Recipe: {r['recipe']}.")
+        f"{w['test_inner_steps']} adaptation steps. Recipe: {r['recipe']}."
+        + (f" Stopped early at step {r['stopped_early']['step']:,} of "
+           f"{r['stopped_early']['planned_meta_steps']:,}: "
+           f"{r['stopped_early']['reason']}" if "stopped_early" in r else ""))
   return "\n".join(lines) + "\n"
 
 

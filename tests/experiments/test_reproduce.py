@@ -125,6 +125,40 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert {r["hardware"] for r in starts} == {common.hardware()}
 
 
+def test_a_stopping_rule_stores_the_validation_chosen_checkpoint_so_far(
+    omniglot_data_dir, tmp_path):
+  results, runs = str(tmp_path / "results"), str(tmp_path / "runs")
+  run = dict(episodes=10, progress=False, overrides=tiny(omniglot_data_dir))
+  with pytest.raises(reproduce.NothingToStop, match="needs a run to stop"):
+    reproduce.reproduce(CELL, results, runs, stop_early="a rule", **run)
+  for step in (2, 4):   # two sessions stop on their budget
+    status = reproduce.reproduce(CELL, results, runs, session_minutes=1e-6,
+                                 **run)
+    assert status["meta_steps"] == step
+  validation = protocol.validation_curve(os.path.join(runs, CELL))
+  best = max(validation, key=lambda s: (validation[s], s))
+  at_best = evaluate.load_run(os.path.join(runs, CELL), best).state.params
+  shutil.rmtree(runs)   # stopped on a fresh machine, from the stored cell
+  with pytest.raises(train.ResumeMismatch, match="meta_lr"):
+    reproduce.reproduce(CELL, results, runs, stop_early="a rule",
+                        **{**run, "overrides": tiny(omniglot_data_dir,
+                                                    meta_lr=2e-3)})
+  out = reproduce.reproduce(CELL, results, runs, stop_early="a rule", **run)
+  # Nothing trained: the stored cell is the run at step 4, reported at its
+  # validation-chosen checkpoint, with the stop and its reason.
+  assert out["stopped_early"] == {"step": 4, "planned_meta_steps": 6,
+                                  "reason": "a rule"}
+  assert out["trained_meta_steps"] == 4 and out["meta_steps"] == best
+  folder = os.path.join(results, CELL)
+  assert sorted(os.listdir(folder)) == ["config.json", "metrics.jsonl",
+                                        "results.json", "theta.msgpack"]
+  chex.assert_trees_all_equal(theta(folder), at_best)
+  page = results_page.render(results)
+  line = next(l for l in page.splitlines() if l.startswith("| MAML | 98.7"))
+  assert f"| {best:,} of 4 (stopped early of 6) x 2 |" in line
+  assert "Stopped early at step 4 of 6: a rule" in page
+
+
 def test_committed_results_page_and_readme_rows_are_a_fresh_render():
   results = os.path.join(REPO, reproduce.RESULTS)
   with open(os.path.join(REPO, results_page.PAGE)) as f:
