@@ -92,8 +92,8 @@ def row(cell: paper.Cell, r: dict | None) -> str:
   ours = 100 * r["accuracy"]
   wide = r["wide"]
   stop = r.get("stopped_early")
-  stopped = (f" (stopped early of {stop['planned_meta_steps']:,})" if stop
-             else "")
+  stopped = (f" (stopped early; {stop['planned_meta_steps']:,} planned)"
+             if stop else "")
   return (head + f" **{_pct(r['accuracy'], r['ci95'])}** |"
           f" {_pct(wide['accuracy'], wide['ci95'])} |"
           f" {paper.verdict(ours, cell)} |"

@@ -155,7 +155,7 @@ def test_a_stopping_rule_stores_the_validation_chosen_checkpoint_so_far(
   chex.assert_trees_all_equal(theta(folder), at_best)
   page = results_page.render(results)
   line = next(l for l in page.splitlines() if l.startswith("| MAML | 98.7"))
-  assert f"| {best:,} of 4 (stopped early of 6) x 2 |" in line
+  assert f"| {best:,} of 4 (stopped early; 6 planned) x 2 |" in line
   assert "Stopped early at step 4 of 6: a rule" in page
 
 
