@@ -101,6 +101,8 @@ _CPU_20W1S_WHY = "at meta-batch 8 (16), " + _CPU_20W1S_STEPS
 # 32 for 20,000 steps measured 4.4 CPU-hours for MAML and 14.4-14.7 for the
 # iMAML cells, results/CAMPAIGN.md). Training queries stay at K = 5 per class.
 _CPU_5W5S = dict(meta_batch=8, meta_steps=10_000, meta_lr_schedule="cosine")
+_CPU_5W5S_WHY = ("at meta-batch 8 (32), 10,000 meta-steps (20,000) with a "
+                 "cosine-decayed meta learning rate (constant)")
 # Mini-ImageNet 5-way 1-shot on the same 2 CPUs, while no GPU is lent: the
 # paper's meta-batch 4, 15 training queries per class and lam 0.5, for 4,000
 # meta-steps (60,000) with a cosine-decayed meta learning rate (iMAML-HF
@@ -178,8 +180,17 @@ RECIPES: dict[str, tuple[dict, str]] = {
     "omniglot-5w5s-imaml_hf": (
         dict(_CPU_5W5S, lam=0.5), "CPU budget recipe: lam 0.5 (2) as the "
         "5-way 1-shot cells', 4 Newton steps of 2 CG on Gauss-Newton "
-        "systems, at meta-batch 8 (32), 10,000 meta-steps (20,000) with a "
-        "cosine-decayed meta learning rate (constant)"),
+        "systems, " + _CPU_5W5S_WHY),
+    # The last priority-3 cell: the 5-way 1-shot iMAML-GD cell's inner loop
+    # (chosen there on validation, docs/stability.md §9) on the 5-shot
+    # budget (2.64 s per step at meta-batch 32 with 16 inner steps,
+    # benchmark; about 1.3 s at meta-batch 8 with 32, estimated); not yet
+    # chosen on 5-shot validation, not yet run.
+    "omniglot-5w5s-imaml_gd": (
+        dict(_CPU_5W5S, lam=0.5, inner_lr=0.05, inner_steps=32),
+        "CPU budget recipe: lam 0.5 (2) and 32 inner GD steps of 0.05 (16 of "
+        "0.1) as the 5-way 1-shot cell's, Gauss-Newton implicit system, "
+        + _CPU_5W5S_WHY),
     # The first measured Table 3 row (priority 4) on a CPU: the paper's
     # settings but for the number and schedule of meta-steps.
     "mini_imagenet-5w1s-imaml_hf": (
@@ -389,8 +400,11 @@ def status(results: str = RESULTS) -> list[str]:
     if os.path.exists(os.path.join(folder, "results.json")):
       with open(os.path.join(folder, "results.json")) as f:
         r = json.load(f)
+      stop = r.get("stopped_early")
       state = (f"done: {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}% "
-               f"(paper protocol), {r['meta_steps']} meta-steps")
+               f"(paper protocol), {r['meta_steps']} meta-steps"
+               + (f" (stopped early at {stop['step']} of "
+                  f"{stop['planned_meta_steps']})" if stop else ""))
     elif os.path.exists(os.path.join(folder, CHECKPOINT)):
       state = "training (checkpoint stored)"
     else:

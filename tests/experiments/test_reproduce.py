@@ -157,6 +157,8 @@ def test_a_stopping_rule_stores_the_validation_chosen_checkpoint_so_far(
   line = next(l for l in page.splitlines() if l.startswith("| MAML | 98.7"))
   assert f"| {best:,} of 4 (stopped early; 6 planned) x 2 |" in line
   assert "Stopped early at step 4 of 6: a rule" in page
+  listed = next(l for l in reproduce.status(results) if l.startswith(CELL))
+  assert f"{best} meta-steps (stopped early at 4 of 6)" in listed
 
 
 def test_committed_results_page_and_readme_rows_are_a_fresh_render():
