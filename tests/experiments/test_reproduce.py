@@ -131,14 +131,22 @@ def test_a_stopping_rule_stores_the_validation_chosen_checkpoint_so_far(
   run = dict(episodes=10, progress=False, overrides=tiny(omniglot_data_dir))
   with pytest.raises(reproduce.NothingToStop, match="needs a run to stop"):
     reproduce.reproduce(CELL, results, runs, stop_early="a rule", **run)
-  for step in (2, 4):   # two sessions stop on their budget
+  folder = os.path.join(results, CELL)
+  for step in (2, 4):   # two sessions stop on their budget, on two machines
     status = reproduce.reproduce(CELL, results, runs, session_minutes=1e-6,
                                  **run)
     assert status["meta_steps"] == step
-  validation = protocol.validation_curve(os.path.join(runs, CELL))
-  best = max(validation, key=lambda s: (validation[s], s))
-  at_best = evaluate.load_run(os.path.join(runs, CELL), best).state.params
-  shutil.rmtree(runs)   # stopped on a fresh machine, from the stored cell
+    if step == 2:   # make step 2 the best validation, whatever the net scored
+      path = os.path.join(folder, "metrics.jsonl")
+      rows = [json.loads(l) for l in open(path)]
+      with open(path, "w") as f:
+        for r in rows:
+          if r["kind"] == "validation":   # step 2's, the only one so far
+            r["accuracy"] = 1.0
+          f.write(json.dumps(r) + "\n")
+      shutil.rmtree(runs)
+  at_2 = evaluate.load_run(os.path.join(runs, CELL), 2).state.params
+  shutil.rmtree(runs)   # stopped on a third machine, from the stored cell
   with pytest.raises(train.ResumeMismatch, match="meta_lr"):
     reproduce.reproduce(CELL, results, runs, stop_early="a rule",
                         **{**run, "overrides": tiny(omniglot_data_dir,
@@ -148,17 +156,16 @@ def test_a_stopping_rule_stores_the_validation_chosen_checkpoint_so_far(
   # validation-chosen checkpoint, with the stop and its reason.
   assert out["stopped_early"] == {"step": 4, "planned_meta_steps": 6,
                                   "reason": "a rule"}
-  assert out["trained_meta_steps"] == 4 and out["meta_steps"] == best
-  folder = os.path.join(results, CELL)
+  assert out["trained_meta_steps"] == 4 and out["meta_steps"] == 2
   assert sorted(os.listdir(folder)) == ["config.json", "metrics.jsonl",
                                         "results.json", "theta.msgpack"]
-  chex.assert_trees_all_equal(theta(folder), at_best)
+  chex.assert_trees_all_equal(theta(folder), at_2)
   page = results_page.render(results)
   line = next(l for l in page.splitlines() if l.startswith("| MAML | 98.7"))
-  assert f"| {best:,} of 4 (stopped early; 6 planned) x 2 |" in line
+  assert "| 2 of 4 (stopped early; 6 planned) x 2 |" in line
   assert "Stopped early at step 4 of 6: a rule" in page
   listed = next(l for l in reproduce.status(results) if l.startswith(CELL))
-  assert f"{best} meta-steps (stopped early at 4 of 6)" in listed
+  assert "2 meta-steps (stopped early at 4 of 6)" in listed
 
 
 def test_committed_results_page_and_readme_rows_are_a_fresh_render():
