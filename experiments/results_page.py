@@ -118,7 +118,7 @@ def _protocol_text(results: dict[str, dict]) -> str:
   for name, r in results.items():
     if r.get("status") != "done":
       continue
-    p, w = r["protocol"], r["wide"]["protocol"]
+    p, w, stop = r["protocol"], r["wide"]["protocol"], r.get("stopped_early")
     lines.append(
         f"- `{name}`: paper: {r['episodes']} episodes, "
         f"queries per class {p['queries_per_class']}, test classes "
@@ -128,9 +128,9 @@ def _protocol_text(results: dict[str, dict]) -> str:
         + f", {p['checkpoint']} checkpoint; wide: {r['wide']['episodes']} "
         f"episodes, queries per class {w['queries_per_class']}, "
         f"{w['test_inner_steps']} adaptation steps. Recipe: {r['recipe']}."
-        + (f" Stopped early at step {r['stopped_early']['step']:,} of "
-           f"{r['stopped_early']['planned_meta_steps']:,}: "
-           f"{r['stopped_early']['reason']}" if "stopped_early" in r else ""))
+        + (f" Stopped early at step {stop['step']:,} of "
+           f"{stop['planned_meta_steps']:,}: {stop['reason']}" if stop
+           else ""))
   return "\n".join(lines) + "\n"
 
 

@@ -31,6 +31,18 @@ def theta(folder):
   return evaluate.load_run(folder).state.params
 
 
+def make_best(folder, step):
+  """Makes ``step`` the best validation of a stored cell's curve, whatever
+  the tiny net scored there."""
+  path = os.path.join(folder, "metrics.jsonl")
+  rows = [json.loads(l) for l in open(path)]
+  with open(path, "w") as f:
+    for r in rows:
+      if r["kind"] == "validation" and r["step"] == step:
+        r["accuracy"] = 1.0
+      f.write(json.dumps(r) + "\n")
+
+
 def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
     omniglot_data_dir, tmp_path):
   results, runs = str(tmp_path / "results"), str(tmp_path / "runs")
@@ -85,15 +97,8 @@ def test_a_cell_stores_theta_that_reevaluates_renders_and_resumes_elsewhere(
   assert "training: 2 of 6" in line
   assert f"validation {100 * so_far:.2f} at step 2 (best so far)" in line
   results_page.plot(results2, str(tmp_path / "training.png"))   # dashed curve
-  # Make step 2 the best validation so far, whatever the tiny net scored: the
-  # best kept checkpoint must travel with the cell as well (below).
-  path = os.path.join(folder2, "metrics.jsonl")
-  rows = [json.loads(l) for l in open(path)]
-  with open(path, "w") as f:
-    for r in rows:
-      if r["kind"] == "validation" and r["step"] == 2:
-        r["accuracy"] = 1.0
-      f.write(json.dumps(r) + "\n")
+  # The best kept checkpoint must travel with the cell as well (below).
+  make_best(folder2, 2)
   shutil.rmtree(runs2)
   # Resuming it with other training settings stops before anything trains.
   with pytest.raises(train.ResumeMismatch,
@@ -136,14 +141,8 @@ def test_a_stopping_rule_stores_the_validation_chosen_checkpoint_so_far(
     status = reproduce.reproduce(CELL, results, runs, session_minutes=1e-6,
                                  **run)
     assert status["meta_steps"] == step
-    if step == 2:   # make step 2 the best validation, whatever the net scored
-      path = os.path.join(folder, "metrics.jsonl")
-      rows = [json.loads(l) for l in open(path)]
-      with open(path, "w") as f:
-        for r in rows:
-          if r["kind"] == "validation":   # step 2's, the only one so far
-            r["accuracy"] = 1.0
-          f.write(json.dumps(r) + "\n")
+    if step == 2:
+      make_best(folder, 2)
       shutil.rmtree(runs)
   at_2 = evaluate.load_run(os.path.join(runs, CELL), 2).state.params
   shutil.rmtree(runs)   # stopped on a third machine, from the stored cell
