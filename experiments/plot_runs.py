@@ -66,7 +66,7 @@ def main(argv=None):
     if name in ZERO_LINE:
       ax.axhline(0.0, color="k", lw=0.8, ls="--")
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize="small")
+  axes[0].legend(fontsize="small", framealpha=0.5)
   if a.title:
     fig.suptitle(a.title)
   fig.tight_layout()
