@@ -196,9 +196,9 @@ RECIPES: dict[str, tuple[dict, str]] = {
     # The last priority-3 cell: the 5-way 1-shot iMAML-GD cell's inner loop
     # (chosen there on validation, docs/stability.md §9) on the 5-shot
     # budget (2.64 s per step at meta-batch 32 with 16 inner steps,
-    # benchmark; about 1.3 s at meta-batch 8 with 32, estimated), with the
+    # benchmark; 1.16-1.61 s at meta-batch 8 with 32, measured), with the
     # 10 implicit CG steps chosen for 5-shot iMAML-HF (same implicit
-    # system); not chosen on 5-shot validation, in training since 2026-12-04.
+    # system); not chosen on 5-shot validation. Trained 2026-12-04.
     "omniglot-5w5s-imaml_gd": (
         dict(_CPU_5W5S, lam=0.5, inner_lr=0.05, inner_steps=32, cg_steps=10),
         "CPU budget recipe: lam 0.5 (2) and 32 inner GD steps of 0.05 (16 of "
